@@ -81,6 +81,7 @@ class Cell:
     p50_ms: float
     p99_ms: float
     client_cpu: float | None = None  # client processes' CPU time / wall time, in cores
+    server_cpu: float | None = None  # the server process's CPU time / wall time, in cores
 
 
 # --------------------------------------------------------------------------- models
@@ -494,6 +495,12 @@ def serving_input_alias(version_dir: Path) -> str:
     return alias
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def server_cells(pool: ClientPool, target: str, model: str, alias: str, shape: tuple[int, ...],
                  server: Server, batches: list[int], concurrencies: list[int], seconds: float,
                  min_calls: int) -> list[Cell]:
@@ -508,10 +515,13 @@ def server_cells(pool: ClientPool, target: str, model: str, alias: str, shape: t
             payload = http_request(port, f"/v1/models/{model}:predict", x)
         assert port is not None
         for concurrency in concurrencies:
+            server_cpu0, wall0 = process_cpu_seconds(server.proc.pid), time.monotonic()
             latencies, errors, elapsed, cpu = pool.drive(kind, port, payload, concurrency,
                                                          seconds, min_calls)
+            server_cpu = (process_cpu_seconds(server.proc.pid) - server_cpu0) / (time.monotonic() - wall0)
             cell = summarize(model, target, batch, concurrency, latencies, errors, elapsed)
             cell.client_cpu = round(cpu, 2)
+            cell.server_cpu = round(server_cpu, 2)
             cells.append(cell)
             print_cell(cell)
     return cells
@@ -524,6 +534,7 @@ def print_cell(cell: Cell) -> None:
     print(f"  {cell.model:4} {cell.target:10} b{cell.batch:<5} c{cell.concurrency:<3} "
           f"{cell.rows_per_s:>11,.0f} rows/s  p50 {cell.p50_ms:8.2f} ms  p99 {cell.p99_ms:8.2f} ms"
           + (f"  client cpu {cell.client_cpu:.2f}" if cell.client_cpu is not None else "")
+          + (f"  server cpu {cell.server_cpu:.2f}" if cell.server_cpu is not None else "")
           + (f"  errors {cell.errors}" if cell.errors else ""), flush=True)
 
 
