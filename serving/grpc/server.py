@@ -6,14 +6,22 @@ from concurrent import futures
 from typing import Any
 
 import grpc
-from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    inference_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    regression_pb2,
+)
 
 from ..core.server_core import ServerCore
 from .allocator import keep_freed_heap
 from .health import add_health_service
+from .predict_request import read_predict_request
 from .service import ModelServicer, PredictionServicer
 
-__all__ = ["build_grpc_server", "parse_channel_arguments", "MAX_MESSAGE_SIZE"]
+__all__ = ["build_grpc_server", "parse_channel_arguments", "prediction_service_handler", "MAX_MESSAGE_SIZE"]
 
 MAX_MESSAGE_SIZE = 2**31 - 1
 
@@ -51,12 +59,36 @@ def build_grpc_server(
         options=options,
         maximum_concurrent_rpcs=None,
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(core, tensor_content=tensor_content), server
-    )
+    predictions = PredictionServicer(core, tensor_content=tensor_content)
+    server.add_generic_rpc_handlers((prediction_service_handler(predictions),))
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelServicer(core, tensor_content=tensor_content), server
     )
     if health_check:
         add_health_service(server)
     return server
+
+
+def prediction_service_handler(servicer: PredictionServicer) -> grpc.GenericRpcHandler:
+    """tensorflow.serving.PredictionService, as the generated ``add_..._to_server`` registers it,
+    except that Predict's request deserializer keeps input tensors as zero-copy views
+    (:mod:`.predict_request`)."""
+    methods: dict[str, tuple[Any, Any]] = {
+        "Classify": (classification_pb2.ClassificationRequest.FromString,
+                     classification_pb2.ClassificationResponse),
+        "Regress": (regression_pb2.RegressionRequest.FromString, regression_pb2.RegressionResponse),
+        "Predict": (read_predict_request, predict_pb2.PredictResponse),
+        "MultiInference": (inference_pb2.MultiInferenceRequest.FromString,
+                           inference_pb2.MultiInferenceResponse),
+        "GetModelMetadata": (get_model_metadata_pb2.GetModelMetadataRequest.FromString,
+                             get_model_metadata_pb2.GetModelMetadataResponse),
+    }
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=deserialize,
+            response_serializer=response.SerializeToString,
+        )
+        for name, (deserialize, response) in methods.items()
+    }
+    return grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", handlers)

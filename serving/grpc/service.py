@@ -26,10 +26,11 @@ from tensorflow_serving.apis import (
 )
 
 from tfship.errors import Code, InvalidArgumentError, ServingError, UnknownError
-from tfship.wire.tensor import to_ndarray, to_tensor_proto
+from tfship.wire.tensor import to_tensor_proto
 
 from ..core.method_check import check_method_name
 from ..core.server_core import ServerCore, resolve_model_spec
+from .predict_request import predict_inputs
 from .status import abort_with, grpc_code  # noqa: F401 - re-exported for tests
 
 __all__ = ["PredictionServicer", "ModelServicer", "model_status_response", "metadata_response"]
@@ -128,7 +129,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             sig = request.model_spec.signature_name
             if self.method_name_check:
                 check_method_name(h.servable, sig, "predict")
-            inputs = {k: to_ndarray(v) for k, v in request.inputs.items()}
+            inputs = predict_inputs(request)
             outputs = h.servable.predict(sig, inputs, list(request.output_filter), _timeout(context))
             response = predict_pb2.PredictResponse()
             for alias, value in outputs.items():

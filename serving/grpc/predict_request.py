@@ -1,0 +1,116 @@
+"""Predict requests read from their wire bytes, so large input tensors are never copied.
+
+grpcio hands a servicer a fully parsed ``PredictRequest``. For a 1024-row CNN batch that is three
+copies of 3.2 MB before the model sees it (upb's parse, the ``tensor_content`` bytes object, the
+writable ndarray), each in fresh memory that page-faults in. :func:`read_predict_request` is the
+Predict method's request deserializer instead: it parses ``model_spec`` and ``output_filter`` with
+the real message class and leaves each input as a zero-copy view of its TensorProto bytes, decoded
+later (inside the RPC, so a bad tensor is an INVALID_ARGUMENT for that call, in the order TF Serving
+reports errors) into read-only arrays that point into the request bytes.
+
+Anything unusual on the wire (a wrong wire type, invalid UTF-8, truncation) falls back to the
+generated parser, so malformed requests fail exactly as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+from tensorflow_serving.apis import predict_pb2
+
+from tfship.errors import InvalidArgumentError
+from tfship.wire.tensor import decode_tensor, iter_fields, to_ndarray
+
+__all__ = ["WirePredictRequest", "read_predict_request", "predict_inputs"]
+
+# Below this the generated (C) parser is cheaper than walking the wire in Python (1 row: 3 vs 13 us)
+_VIEW_MIN_BYTES = 1 << 16
+# PredictRequest field numbers (tensorflow_serving/apis/predict.proto); map entries: key 1, value 2
+_MODEL_SPEC, _INPUTS, _OUTPUT_FILTER = 1, 2, 3
+_LEN = 2
+
+
+@dataclass
+class WirePredictRequest:
+    """A PredictRequest whose inputs are still serialized TensorProtos.
+
+    ``request`` is a real ``PredictRequest`` with ``model_spec`` and ``output_filter`` set and no
+    inputs; ``inputs`` maps each alias to its TensorProto bytes (views into the wire bytes).
+    """
+
+    request: Any
+    inputs: dict[str, memoryview]
+
+    # the attributes the servicer reads, so both request kinds look alike to it
+    @property
+    def model_spec(self) -> Any:
+        return self.request.model_spec
+
+    @property
+    def output_filter(self) -> Any:
+        return self.request.output_filter
+
+    def HasField(self, name: str) -> bool:  # noqa: N802 - mirrors the protobuf message method
+        return bool(self.request.HasField(name))
+
+
+def read_predict_request(data: bytes) -> WirePredictRequest | Any:
+    """The Predict request deserializer: a :class:`WirePredictRequest` for large requests, else
+    (or when the bytes are unusual) the parsed message.
+
+    >>> from tfship.wire.tensor import to_tensor_proto
+    >>> req = predict_pb2.PredictRequest()
+    >>> req.model_spec.name = "m"
+    >>> _ = to_tensor_proto(np.zeros((128, 128), np.float32), req.inputs["x"])
+    >>> wire = read_predict_request(req.SerializeToString())
+    >>> x = predict_inputs(wire)["x"]
+    >>> wire.model_spec.name, x.shape, x.flags.writeable
+    ('m', (128, 128), False)
+    """
+    if len(data) < _VIEW_MIN_BYTES:
+        return predict_pb2.PredictRequest.FromString(data)
+    try:
+        return _read(data)
+    except (InvalidArgumentError, UnicodeDecodeError, ValueError, DecodeError):
+        return predict_pb2.PredictRequest.FromString(data)
+
+
+def _read(data: bytes) -> WirePredictRequest:
+    request = predict_pb2.PredictRequest()
+    inputs: dict[str, memoryview] = {}
+    for number, wire, value in iter_fields(data):
+        if number == _INPUTS:
+            if wire != _LEN:
+                raise ValueError("inputs entry is not length-delimited")
+            key, parts = "", []
+            for entry_number, entry_wire, entry_value in iter_fields(value):
+                if entry_wire != _LEN and entry_number in (1, 2):
+                    raise ValueError("map entry field is not length-delimited")
+                if entry_number == 1:
+                    key = str(entry_value, "utf-8")
+                elif entry_number == 2:
+                    parts.append(entry_value)
+            # a message field seen twice is merged, and concatenated bytes parse as that merge;
+            # for the map itself the last entry of a key wins
+            inputs[key] = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
+        elif number == _MODEL_SPEC:
+            if wire != _LEN:
+                raise ValueError("model_spec is not length-delimited")
+            request.model_spec.SetInParent()
+            request.model_spec.MergeFromString(bytes(value))
+        elif number == _OUTPUT_FILTER:
+            if wire != _LEN:
+                raise ValueError("output_filter is not length-delimited")
+            request.output_filter.append(str(value, "utf-8"))
+        # unknown fields are skipped, as the generated parser keeps but never reads them
+    return WirePredictRequest(request, inputs)
+
+
+def predict_inputs(request: WirePredictRequest | Any) -> dict[str, np.ndarray]:
+    """The request's inputs as arrays (read-only views into the request bytes where possible)."""
+    if isinstance(request, WirePredictRequest):
+        return {alias: decode_tensor(tensor, writable=False) for alias, tensor in request.inputs.items()}
+    return {alias: to_ndarray(tensor) for alias, tensor in request.inputs.items()}
