@@ -15,15 +15,36 @@ on free 127.0.0.1 ports (the model server with ``--grpc_max_threads`` and
 ``--rest_api_num_threads`` above the client concurrency, so the server, not a thread cap, decides
 how many requests run at once) and is stopped at the end.
 
-Load generation is kept cheap per request because client and server share the same cores: each
-cell's requests are encoded once (a serialized PredictRequest; a complete HTTP/1.1 request with
-its JSON body), and ``--client-procs`` spawned client processes (default 2) each drive their
-share of the in-flight calls from one asyncio loop (grpc.aio with raw bytes; keep-alive sockets
-for REST). Replies are checked for success (gRPC OK / HTTP 200 + body); each cell first makes one
-fully decoded and shape-checked call. The client processes' CPU time is recorded per cell
-(``client_cpu``, in cores) so a client-bound cell is visible. Each cell runs for ``--seconds``
-(default 3) or at least ``--min-calls`` calls. Prints a table and writes JSON (``--out``, default
-bench/results/server_bench.json).
+Load generation (``--load-generator``; ``auto``, the default, picks h2load when it is on PATH).
+Client and server share the same cores, so client CPU is taken from the server: both generators
+encode each cell's request once, and each cell records the client's CPU (``client_cpu``, in
+cores) beside the server's (``server_cpu``). Each cell first makes one fully decoded,
+shape-checked call (also the warm-up of that batch size).
+
+* ``h2load`` (nghttp2's C load generator, ``apt-get install nghttp2-client``): ~0.05 ms of CPU
+  per call, against 0.2-0.35 ms for the Python one. gRPC is an HTTP/2 POST of one gRPC
+  length-prefixed message (``00``, 4-byte big-endian length, serialized PredictRequest) with
+  ``content-type: application/grpc`` and ``te: trailers``; REST is HTTP/1.1 keep-alive POSTs of
+  the JSON body (``--h1``). h2load does not read the ``grpc-status`` trailer, so gRPC successes
+  are counted from the reply DATA bytes: a success carries exactly the serialized PredictResponse
+  + 5 bytes (length from the check call's raw reply), a gRPC error is trailers-only (no DATA), so
+  successes = min(2xx, DATA bytes // that size); REST successes = 2xx. errors = requests -
+  successes (non-2xx, gRPC errors, failed or timed-out requests). Per cell h2load makes one call
+  per connection (a latency probe), a ~1 s warm-up, then the measured run: a request count
+  (``-n``) sized from the warm-up's rate to last ``--seconds``, at least ``--min-calls``, a
+  multiple of the concurrency. Not ``-D``: in ``-D`` mode h2load counts warm-up replies' DATA
+  bytes in its total and drops the calls in flight at the end, so successes would not be exact.
+  p50/p99 come from ``--log-file`` (per request: start, status, microseconds to the end of the
+  reply), 2xx rows (for gRPC these include gRPC errors, if any); the duration is the log's span,
+  first request sent to last reply received. ``client_cpu`` is h2load's CPU (getrusage of
+  children) over the measured run's wall time.
+* ``python``: ``--client-procs`` spawned client processes (default 2) each drive their share of
+  the in-flight calls from one asyncio loop (grpc.aio with raw bytes; keep-alive sockets sending
+  a pre-encoded HTTP/1.1 request). Success: gRPC OK / HTTP 200 with a body. Each cell runs for
+  ``--seconds`` or at least ``--min-calls`` calls.
+
+Each cell runs for about ``--seconds`` (default 3). Prints a table and writes JSON (``--out``,
+default bench/results/server_bench.json; ``load_generator`` says which one ran).
 
     python bench/server_bench.py                      # full matrix, ~6-10 min on 2 cores
     python bench/server_bench.py --quick              # cnn only, batch 1 and 1024, ~2 min
@@ -35,12 +56,16 @@ import argparse
 import asyncio
 import concurrent.futures
 import json
+import math
 import multiprocessing
 import os
 import platform
+import re
+import resource
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -384,10 +409,12 @@ class ClientPool:
 
 
 def summarize(model: str, target: str, batch: int, concurrency: int,
-              latencies: list[float], errors: int, elapsed: float) -> Cell:
+              latencies: list[float], errors: int, elapsed: float, calls: int | None = None) -> Cell:
+    """A cell from per-call latencies (s); ``calls`` = successful calls, default len(latencies)."""
+    calls = len(latencies) if calls is None else calls
     lat = np.asarray(latencies) * 1000 if latencies else np.asarray([np.nan])
-    return Cell(model, target, batch, concurrency, len(latencies), errors, round(elapsed, 2),
-                round(len(latencies) * batch / elapsed, 1),
+    return Cell(model, target, batch, concurrency, calls, errors, round(elapsed, 2),
+                round(calls * batch / elapsed, 1),
                 round(float(np.percentile(lat, 50)), 3), round(float(np.percentile(lat, 99)), 3))
 
 
@@ -448,29 +475,44 @@ def grpc_request(name: str, alias: str, x: np.ndarray) -> bytes:
     return request.SerializeToString()
 
 
-def http_request(port: int, path: str, x: np.ndarray) -> bytes:
-    """A complete HTTP/1.1 keep-alive POST with the row-format JSON body."""
+def grpc_message(payload: bytes) -> bytes:
+    """``payload`` as one gRPC length-prefixed message: uncompressed flag, 4-byte big-endian length."""
+    return b"\x00" + struct.pack(">I", len(payload)) + payload
+
+
+def json_body(x: np.ndarray) -> bytes:
+    """The row-format JSON request body ``{"instances": x}``."""
     import orjson
 
-    body = orjson.dumps({"instances": x}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps({"instances": x}, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def http_request(port: int, path: str, x: np.ndarray) -> bytes:
+    """A complete HTTP/1.1 keep-alive POST with the row-format JSON body."""
+    body = json_body(x)
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
 
-def check_reply(target: str, server: Server, model: str, alias: str, x: np.ndarray) -> None:
-    """One fully decoded call (also the warm-up): the outputs have one row per input row."""
+def check_reply(target: str, server: Server, model: str, alias: str, x: np.ndarray) -> int:
+    """One fully decoded call (also the warm-up): the outputs have one row per input row.
+
+    Returns the reply's length in bytes as the server sent it (the serialized PredictResponse for
+    gRPC, the JSON body for REST): h2load counts gRPC successes by it.
+    """
     if target.startswith("grpc"):
         import grpc
-        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+        from tensorflow_serving.apis import predict_pb2
 
         from tfship.wire.tensor import to_ndarray
 
         options = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}", options=options) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            request = predict_pb2.PredictRequest.FromString(grpc_request(model, alias, x))
-            reply = stub.Predict(request, timeout=600)
+            # no (de)serializers: the raw reply bytes, whose length is what the server sends
+            predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+            raw: bytes = predict(grpc_request(model, alias, x), timeout=600)
+        reply = predict_pb2.PredictResponse.FromString(raw)
         (output,) = reply.outputs.values()
         rows = to_ndarray(output).shape[0]
     else:
@@ -478,13 +520,14 @@ def check_reply(target: str, server: Server, model: str, alias: str, x: np.ndarr
         import orjson
 
         response = httpx.post(f"http://127.0.0.1:{server.rest_port}/v1/models/{model}:predict",
-                              content=orjson.dumps({"instances": x},
-                                                   option=orjson.OPT_SERIALIZE_NUMPY),
-                              headers={"content-type": "application/json"}, timeout=600)
+                              content=json_body(x), headers={"content-type": "application/json"},
+                              timeout=600)
         response.raise_for_status()
-        rows = len(orjson.loads(response.content)["predictions"])
+        raw = response.content
+        rows = len(orjson.loads(raw)["predictions"])
     if rows != x.shape[0]:
         raise RuntimeError(f"{target} {model}: {rows} output rows for {x.shape[0]} input rows")
+    return len(raw)
 
 
 def serving_input_alias(version_dir: Path) -> str:
@@ -524,6 +567,137 @@ def server_cells(pool: ClientPool, target: str, model: str, alias: str, shape: t
             cell.server_cpu = round(server_cpu, 2)
             cells.append(cell)
             print_cell(cell)
+    return cells
+
+
+# --------------------------------------------------------------------------- h2load (C load generator)
+
+
+H2LOAD_WARM_UP = 1.0  # seconds of calls per cell before the measured run (also its rate probe)
+H2LOAD_TIMEOUT = 900.0  # a hung server fails the bench instead of hanging it
+_FINISHED = re.compile(r"^finished in ([\d.]+)(us|ms|s),", re.M)
+_REQUESTS = re.compile(r"^requests: (\d+) total, \d+ started, (\d+) done", re.M)
+_STATUS = re.compile(r"^status codes: (\d+) 2xx", re.M)
+_DATA = re.compile(r"^traffic: .*\((\d+)\) data\s*$", re.M)
+_UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def h2load_version(exe: str) -> str:
+    """``h2load 1.52.0`` from ``h2load --version`` (which prints ``h2load nghttp2/1.52.0``)."""
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    return "h2load " + out.split()[-1].rpartition("/")[2]
+
+
+@dataclass
+class H2Target:
+    """What h2load sends in a cell (URL, POST body file, headers) and how it judges a reply."""
+
+    url: str
+    body: Path
+    headers: list[str]
+    http1: bool
+    grpc_reply_bytes: int | None  # DATA bytes of one successful gRPC reply; None: 2xx = success
+
+
+@dataclass
+class H2Run:
+    """One h2load run: its summary figures and, if a log was asked for, its per-request rows."""
+
+    total: int  # requests it was told to make (-n)
+    done: int
+    status_2xx: int
+    data_bytes: int  # response DATA / body bytes, all requests
+    finished: float  # seconds, h2load's own "finished in" (connect to last reply)
+    cpu: float  # h2load's user + system CPU seconds
+    wall: float  # seconds around the subprocess
+    log: np.ndarray  # (n, 3) int64: start us since epoch, status (-1: failed stream), us to reply end
+
+
+def run_h2load(exe: str, target: H2Target, concurrency: int, requests: int, log: Path | None) -> H2Run:
+    """``requests`` calls over ``concurrency`` connections, one call in flight on each (-m 1)."""
+    argv = [exe, "-c", str(concurrency), "-m", "1", "-n", str(requests), "-d", str(target.body)]
+    argv += ["--h1"] if target.http1 else []
+    for header in target.headers:
+        argv += ["-H", header]
+    if log is not None:
+        log.unlink(missing_ok=True)  # h2load appends to an existing log
+        argv.append(f"--log-file={log}")
+    argv.append(target.url)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=H2LOAD_TIMEOUT)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = proc.stdout
+    finished, requests_line = _FINISHED.search(out), _REQUESTS.search(out)
+    status, data = _STATUS.search(out), _DATA.search(out)
+    if proc.returncode != 0 or not (finished and requests_line and status and data):
+        raise RuntimeError(f"h2load failed (exit {proc.returncode}): {' '.join(argv)}\n"
+                           f"{out[-2000:]}{proc.stderr[-2000:]}")
+    rows = [line.split("\t")[:3] for line in log.read_text().splitlines()] if log is not None else []
+    return H2Run(
+        total=int(requests_line[1]), done=int(requests_line[2]), status_2xx=int(status[1]),
+        data_bytes=int(data[1]), finished=float(finished[1]) * _UNIT[finished[2]],
+        cpu=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), wall=wall,
+        log=np.asarray(rows, dtype=np.int64).reshape(-1, 3),
+    )
+
+
+def h2load_cell(exe: str, target: H2Target, name: str, model: str, batch: int, concurrency: int,
+                server: Server, seconds: float, min_calls: int, log: Path) -> Cell:
+    """Probe, warm up, then measure one cell with a request count sized to last ``seconds``."""
+    # one call per connection: how long a round of calls takes at this concurrency
+    probe = run_h2load(exe, target, concurrency, concurrency, None)
+    rounds = round(H2LOAD_WARM_UP / max(probe.finished, 1e-6))
+    if rounds >= 2:
+        warm = run_h2load(exe, target, concurrency, concurrency * rounds, None)
+        rate = warm.done / max(warm.finished, 1e-6)
+    else:  # slow cell (a round of calls takes over ~0.7 s): the probe was the warm-up
+        rate = concurrency / max(probe.finished, 1e-6)
+    # a multiple of the concurrency, so every connection makes the same number of calls
+    requests = concurrency * max(1, math.ceil(max(min_calls, rate * seconds) / concurrency))
+    server_cpu0 = process_cpu_seconds(server.proc.pid)
+    run = run_h2load(exe, target, concurrency, requests, log)
+    server_cpu = (process_cpu_seconds(server.proc.pid) - server_cpu0) / run.wall
+    if target.grpc_reply_bytes is not None:
+        successes = min(run.status_2xx, run.data_bytes // target.grpc_reply_bytes)
+    else:
+        successes = run.status_2xx
+    starts, status, took = run.log.T
+    ok = (status >= 200) & (status < 300)
+    # the log's span: first request sent to last reply received (h2load's "finished in" also
+    # counts connecting, and is printed to 10 ms)
+    elapsed = (int((starts + took).max()) - int(starts.min())) / 1e6 if len(starts) else run.finished
+    latencies = list(took[ok] / 1e6) if successes else []  # not the latency of errors alone
+    cell = summarize(model, name, batch, concurrency, latencies, run.total - successes, elapsed,
+                     calls=successes)
+    cell.client_cpu = round(run.cpu / run.wall, 2)
+    cell.server_cpu = round(server_cpu, 2)
+    return cell
+
+
+def h2load_server_cells(exe: str, target: str, model: str, alias: str, shape: tuple[int, ...],
+                        server: Server, batches: list[int], concurrencies: list[int], seconds: float,
+                        min_calls: int, workdir: Path) -> list[Cell]:
+    """Like ``server_cells``, with h2load as the client."""
+    cells = []
+    body = workdir / "h2load-body"
+    for batch in batches:
+        x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
+        reply_bytes = check_reply(target, server, model, alias, x)
+        if target.startswith("grpc"):
+            body.write_bytes(grpc_message(grpc_request(model, alias, x)))
+            spec = H2Target(f"http://127.0.0.1:{server.grpc_port}/tensorflow.serving.PredictionService/Predict",
+                            body, ["content-type: application/grpc", "te: trailers"], http1=False,
+                            grpc_reply_bytes=reply_bytes + 5)  # + the message's 5-byte prefix
+        else:
+            body.write_bytes(json_body(x))
+            spec = H2Target(f"http://127.0.0.1:{server.rest_port}/v1/models/{model}:predict", body,
+                            ["content-type: application/json"], http1=True, grpc_reply_bytes=None)
+        for concurrency in concurrencies:
+            cells.append(h2load_cell(exe, spec, target, model, batch, concurrency, server, seconds,
+                                     min_calls, workdir / "h2load.log"))
+            print_cell(cells[-1])
     return cells
 
 
@@ -591,8 +765,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-calls", type=int, default=3)
     parser.add_argument("--batching-param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a +b batching parameter, e.g. num_batch_threads=1")
+    parser.add_argument("--load-generator", choices=("auto", "h2load", "python"), default="auto",
+                        help="h2load (C, cheap per call) or the Python client processes; "
+                             "auto: h2load if it is on PATH")
     parser.add_argument("--client-procs", type=int, default=2,
-                        help="client processes sharing a cell's concurrent calls")
+                        help="Python generator: client processes sharing a cell's concurrent calls")
     parser.add_argument("--server-flag", action="append", default=[],
                         help="extra tfship-model-server flag, e.g. --server-flag=--grpc_max_threads=32")
     parser.add_argument("--quick", action="store_true", help="cnn, batch 1 and 1024, 2 s cells")
@@ -609,6 +786,16 @@ def main(argv: list[str] | None = None) -> int:
     batches = [int(b) for b in args.batches.split(",")]
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     targets = args.targets.split(",")
+    h2load = shutil.which("h2load")
+    if args.load_generator == "h2load" and h2load is None:
+        parser.error("--load-generator h2load: h2load is not on PATH; apt-get install nghttp2-client")
+    if args.load_generator == "auto" and h2load is None:
+        print("h2load not found: using the Python load generator, which takes CPU from the server "
+              "(apt-get install nghttp2-client for the C one)")
+    if args.load_generator == "python":
+        h2load = None
+    load_generator = h2load_version(h2load) if h2load is not None else "python"
+    print(f"load generator: {load_generator}", flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="tfship-server-bench-"))
     print(f"building models in {workdir} ...", flush=True)
@@ -636,13 +823,19 @@ def main(argv: list[str] | None = None) -> int:
             if floor is not None:
                 servers.append(floor)
                 plan.append(("fastapi", floor))
-        pool = ClientPool(args.client_procs)
+        if h2load is None:
+            pool = ClientPool(args.client_procs)
         for target, server in plan:
             print(f"{target}:", flush=True)
             for name, (version_dir, _, shape) in models.items():
                 alias = serving_input_alias(version_dir)
-                cells += server_cells(pool, target, name, alias, shape, server, batches,
-                                      concurrencies, args.seconds, args.min_calls)
+                if pool is not None:
+                    cells += server_cells(pool, target, name, alias, shape, server, batches,
+                                          concurrencies, args.seconds, args.min_calls)
+                else:
+                    assert h2load is not None
+                    cells += h2load_server_cells(h2load, target, name, alias, shape, server, batches,
+                                                 concurrencies, args.seconds, args.min_calls, workdir)
     finally:
         if pool is not None:
             pool.close()
@@ -660,7 +853,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]},
         "batching_parameters": BATCHING,
         "server_flags": SERVER_THREAD_FLAGS + args.server_flag,
-        "client_procs": args.client_procs,
+        "load_generator": load_generator,
+        "client_procs": args.client_procs if h2load is None else None,
         "seconds_per_cell": args.seconds,
         "cells": [asdict(c) for c in cells],
         "targets": [{"target": label, "met": ok, "detail": detail} for label, ok, detail in results],
