@@ -365,18 +365,18 @@ def test_numeric_fast_path_is_thread_safe_and_results_outlive_the_parser() -> No
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(parse, range(64)))
     assert np.array_equal(first, kept) and np.array_equal(first, arrays[0])
-    assert 1 <= len(wire_json._pool) <= wire_json._POOL_SIZE  # parsers are reused, and only a few kept
+    assert wire_json._parser is not None  # one parser, reused
 
 
 def test_parsers_grown_by_big_documents_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     body = _big(np.random.default_rng(5).random((300, 40)))
-    monkeypatch.setattr(wire_json, "_pool", [])
-    monkeypatch.setattr(wire_json, "_POOL_MAX_BYTES", len(body) // 2)
+    monkeypatch.setattr(wire_json, "_parser", None)
+    monkeypatch.setattr(wire_json, "_PARSER_MAX_BYTES", len(body) // 2)
     assert isinstance(loads(body, numeric_arrays=True)["instances"], np.ndarray)
-    assert wire_json._pool == []
-    monkeypatch.setattr(wire_json, "_POOL_MAX_BYTES", len(body))
+    assert wire_json._parser is None
+    monkeypatch.setattr(wire_json, "_PARSER_MAX_BYTES", len(body))
     assert isinstance(loads(body, numeric_arrays=True)["instances"], np.ndarray)
-    assert len(wire_json._pool) == 1
+    assert wire_json._parser is not None
 
 
 def test_without_pysimdjson_large_arrays_take_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,7 +60,7 @@ _REASONS = [
 ]
 
 
-def loads(data: bytes | str, *, numeric_arrays: bool = False) -> Any:
+def loads(data: bytes | bytearray | str, *, numeric_arrays: bool = False) -> Any:
     """Parse a JSON document the way TF Serving does (``NaN``/``Infinity`` tokens accepted).
 
     With ``numeric_arrays=True``, large arrays of decimal numbers that are object member values
@@ -77,7 +77,7 @@ def loads(data: bytes | str, *, numeric_arrays: bool = False) -> Any:
     if not data or not data.strip():
         raise InvalidArgumentError("JSON Parse error: The document is empty")
     if numeric_arrays and _HAVE_SIMDJSON and isinstance(data, (bytes, bytearray)) and len(data) >= _FAST_MIN_BYTES:
-        doc = _loads_with_numeric_arrays(bytes(data))
+        doc = _loads_with_numeric_arrays(data)
         if doc is not _NO_FAST_PATH:
             return doc
     try:
@@ -129,32 +129,34 @@ _INT_TOKEN = re.compile(rb"[\[,\s]-?[0-9]+[\],\s]")
 _HEAD_BYTES = 4096
 _HEAD_VALUES = 64
 _NUMBER_CHARS = b"0123456789eE+-. \t\r\n"
-# simdjson parsers are not thread-safe and keep buffers sized to the largest document they parsed
-# (about 4x its size): a few are pooled and each is used by one thread at a time. A pool rather
-# than one per thread because the REST server runs a thread per connection.
-_POOL_SIZE = 4
-_POOL_MAX_BYTES = 16 << 20  # a parser that parsed more is dropped, freeing its buffers
-_pool: list[_simdjson.Parser] = []
-_pool_lock = threading.Lock()
+# Large arrays are decoded one at a time, with one simdjson parser (not thread-safe; it keeps
+# buffers of about 4x the largest document it parsed). pysimdjson holds the GIL while it parses,
+# so decoding in parallel gains nothing, and 16 concurrent 8.5 MB decodes thrashed the caches and
+# starved the threads reading bodies (REST, MLP batch 1024, 16 clients: 26.7k -> 40.2k rows/s).
+_decode_lock = threading.Lock()
+_parser: _simdjson.Parser | None = None
+_PARSER_MAX_BYTES = 16 << 20  # a parser that parsed more is dropped, freeing its buffers
 
 
-def _loads_with_numeric_arrays(data: bytes) -> Any:
+def _loads_with_numeric_arrays(data: bytes | bytearray) -> Any:
     spans = _member_array_spans(data)
     if not spans:
         return _NO_FAST_PATH
     nonce = "tfship-array-" + secrets.token_hex(8)
-    pieces: list[bytes] = []
+    pieces: list[bytes | bytearray] = []
     arrays: list[np.ndarray] = []
     pos = 0
-    parser = _take_parser()
-    for start, stop in spans:
-        array = _numeric_array(parser, data, start, stop)
-        if array is None:
-            continue
-        pieces += [data[pos:start], f'"{nonce}:{len(arrays)}"'.encode()]
-        arrays.append(array)
-        pos = stop
-    _give_back(parser, max(stop - start for start, stop in spans))
+    global _parser
+    with _decode_lock:
+        parser = _parser if _parser is not None else _simdjson.Parser()
+        for start, stop in spans:
+            array = _numeric_array(parser, data, start, stop)
+            if array is None:
+                continue
+            pieces += [data[pos:start], f'"{nonce}:{len(arrays)}"'.encode()]
+            arrays.append(array)
+            pos = stop
+        _parser = parser if max(stop - start for start, stop in spans) <= _PARSER_MAX_BYTES else None
     if not arrays:
         return _NO_FAST_PATH
     pieces.append(data[pos:])
@@ -168,7 +170,7 @@ def _loads_with_numeric_arrays(data: bytes) -> Any:
     return skeleton
 
 
-def _member_array_spans(data: bytes) -> list[tuple[int, int]]:
+def _member_array_spans(data: bytes | bytearray) -> list[tuple[int, int]]:
     """Byte spans ``(start, stop)`` of the large arrays that are object member values (``"x": [``).
 
     An array of numbers holds no '"' or '}', so it ends at the last ']' before the next of them.
@@ -201,7 +203,7 @@ def _member_array_spans(data: bytes) -> list[tuple[int, int]]:
     return spans
 
 
-def _numeric_array(parser: _simdjson.Parser, data: bytes, start: int, stop: int) -> np.ndarray | None:
+def _numeric_array(parser: _simdjson.Parser, data: bytes | bytearray, start: int, stop: int) -> np.ndarray | None:
     """``data[start:stop]`` as a float64 ndarray if it is a regular array of numbers, else None.
 
     Arrays opening with an integer stay on the slow path: integer-only arrays must stay exact
@@ -288,20 +290,6 @@ def _put_back(doc: Any, prefix: str, arrays: list[np.ndarray]) -> None:
                     left -= 1
             elif isinstance(value, (dict, list)):
                 stack.append(value)
-
-
-def _take_parser() -> _simdjson.Parser:
-    with _pool_lock:
-        if _pool:
-            return _pool.pop()
-    return _simdjson.Parser()
-
-
-def _give_back(parser: _simdjson.Parser, largest: int) -> None:
-    if largest <= _POOL_MAX_BYTES:
-        with _pool_lock:
-            if len(_pool) < _POOL_SIZE:
-                _pool.append(parser)
 
 
 def _inside_object(text: str, pos: int) -> bool:
