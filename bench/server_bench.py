@@ -80,11 +80,14 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Batching for many small concurrent requests on 2 cores: one batch runs per core at most, and a
-# batch waits up to 1 ms for more rows (an underfull batch also starts as soon as a slot frees).
+# Batching for closed-loop clients on 2 cores: one batch runs per core at most, and a batch starts
+# as soon as a slot is free with whatever rows queued meanwhile (batch_timeout_micros 0). With only
+# 16 requests in flight a timeout only idles the box: called in-process from 16 threads (no
+# transport), the CNN's one-row runs batch to 12,232 rows/s with 0 us vs 7,306 with 1000 us
+# (unbatched: 6,974), and one client pays the whole timeout on every call.
 BATCHING = {
     "max_batch_size": 1024,
-    "batch_timeout_micros": 1000,
+    "batch_timeout_micros": 0,
     "max_enqueued_batches": 1000,
     "num_batch_threads": 2,
 }
