@@ -7,9 +7,12 @@ Metric names follow TF Serving's exporter: the TF monitoring name with every cha
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.utils import floatToGoString
 
 __all__ = ["ServerMetrics", "CONTENT_TYPE"]
 
@@ -18,10 +21,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # 10 us .. ~50 s, roughly x2.5 per bucket (TF Serving uses exponential buckets too).
 _LATENCY_BUCKETS = tuple(10 * 2.5**i for i in range(18))
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+# upstream's Buckets::Exponential(10, 1.8, 33) (~20 minutes) and (1, 2, 15)
+_RUNTIME_BUCKETS = tuple(10 * 1.8**i for i in range(33))
+_EXAMPLE_BUCKETS = tuple(float(2**i) for i in range(15))
 
 
 class ServerMetrics:
-    """Request counts/latencies by model, version, API and entrypoint; batch sizes; load states.
+    """Request counts/latencies by model, version, API and entrypoint; TF runtime latencies;
+    examples per Classify/Regress/MultiInference request; warmup latencies; batch sizes; load
+    states.
 
     >>> m = ServerMetrics()
     >>> m.observe_request("half", 123, "predict", "GRPC", "OK", 0.002)
@@ -63,6 +71,37 @@ class ServerMetrics:
             ["entrypoint"],
             registry=self.registry,
         )
+        self._runtime = Histogram(
+            ":tensorflow:serving:runtime_latency",
+            "Distribution of wall time (in microseconds) for Tensorflow runtime.",
+            ["model_name", "API", "runtime"],
+            buckets=_RUNTIME_BUCKETS,
+            registry=self.registry,
+        )
+        self._examples = Histogram(
+            ":tensorflow:serving:request_example_counts",
+            "The number of tensorflow.Examples per request.",
+            ["model"],
+            buckets=_EXAMPLE_BUCKETS,
+            registry=self.registry,
+        )
+        # prometheus_client files a counter named ..._total under the name without the suffix;
+        # the exposition puts it back (upstream's name)
+        self._exposed_names = {":tensorflow:serving:request_example_count":
+                               ":tensorflow:serving:request_example_count_total"}
+        self._examples_total = Counter(
+            ":tensorflow:serving:request_example_count_total",
+            "The total number of tensorflow.Examples.",
+            ["model"],
+            registry=self.registry,
+        )
+        self._warmup = Histogram(
+            ":tensorflow:serving:model_warmup_latency",
+            "Distribution of wall time (in microseconds) for warming up the model.",
+            ["model_path", "status"],
+            buckets=_RUNTIME_BUCKETS,
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
     def in_flight(self, entrypoint: str) -> Gauge:
@@ -90,9 +129,77 @@ class ServerMetrics:
         child = self._batch.labels(model)
         return child.observe
 
+    def runtime_hook(self, model: str) -> Callable[[str, float], None]:
+        """A ``LoadOptions.on_run`` callback: ``(API, seconds)`` of each TF run of ``model``
+        (runtime "TF1": the session runtime, as upstream labels it)."""
+        children: dict[str, Callable[[float], None]] = {}
+
+        def observe(api: str, seconds: float) -> None:
+            child = children.get(api)
+            if child is None:
+                child = children[api] = self._runtime.labels(model, api, "TF1").observe
+            child(seconds * 1e6)
+
+        return observe
+
+    def examples_hook(self, model: str) -> Callable[[int], None]:
+        """A ``LoadOptions.on_examples`` callback: examples in each Classify/Regress/MultiInference."""
+        histogram, total = self._examples.labels(model), self._examples_total.labels(model)
+
+        def observe(count: int) -> None:
+            histogram.observe(count)
+            total.inc(count)
+
+        return observe
+
+    def observe_warmup(self, model_path: str, status: str, seconds: float) -> None:
+        """One warmup replay of the version at ``model_path``: ``status`` "OK" or the error."""
+        self._warmup.labels(model_path, status).observe(seconds * 1e6)
+
+    def int64_value(self, tf_name: str) -> int:
+        """The value of metric ``tf_name`` (TF's name, e.g. ``/tensorflow/serving/request_count``)
+        as ReloadConfigRequest.metric_names reads it: its first point (first label set), 0 if
+        the metric has none or does not exist. Histograms count their observations."""
+        name = re.sub(r"[^a-zA-Z0-9_]", ":", tf_name)
+        names = {name, name.removesuffix("_total")}  # prometheus_client keeps counters without it
+        for family in self.registry.collect():
+            if family.name not in names:
+                continue
+            name = family.name
+            wanted = {"counter": name + "_total", "histogram": name + "_count"}.get(family.type, name)
+            for sample in family.samples:
+                if sample.name == wanted:
+                    return int(sample.value)
+        return 0
+
     def set_state(self, model: str, version: int, state: int) -> None:
         self._state.labels(model, str(version)).set(int(state))
 
     def exposition(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of every metric, named as TF Serving's exporter does.
+
+        prometheus_client would call a counter ``<name>_total`` and add a ``<name>_created``
+        series per label set; TF Serving's page has neither (``:tensorflow:serving:request_count
+        {...} 3``), and dashboards written against it query those names.
+        """
+        lines: list[str] = []
+        for family in self.registry.collect():
+            exposed = self._exposed_names.get(family.name, family.name)
+            lines.append(f"# HELP {exposed} {_escape_help(family.documentation)}")
+            lines.append(f"# TYPE {exposed} {family.type}")
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                name = exposed if family.type == "counter" else sample.name
+                labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sample.labels.items())
+                lines.append(f"{name}{{{labels}}} {floatToGoString(sample.value)}" if labels
+                             else f"{name} {floatToGoString(sample.value)}")
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')

@@ -6,6 +6,7 @@ request; ``main`` builds it from the flags.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -92,6 +93,10 @@ class ServerCore:
             warmup_iterations=o.num_request_iterations_for_warmup,
             batching=o.batching,
             on_batch=self.metrics.batch_hook(name) if self.metrics is not None else None,
+            on_run=self.metrics.runtime_hook(name) if self.metrics is not None else None,
+            on_examples=self.metrics.examples_hook(name) if self.metrics is not None else None,
+            on_warmup=(functools.partial(self.metrics.observe_warmup, str(path))
+                       if self.metrics is not None else None),
             intra_op_threads=o.intra_op_threads,
             inter_op_threads=o.inter_op_threads,
         )

@@ -260,15 +260,26 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
 
     def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         response = model_management_pb2.ReloadConfigResponse()
+        # metric_names: the increase of each named int64 metric during the call (upstream reads
+        # the first point of each; unknown names read 0)
+        names = list(request.metric_names)
+        before = [self._int64_metric(n) for n in names]
         try:
             which = request.config.WhichOneof("config")
             if which != "model_config_list":
                 raise InvalidArgumentError(
-                    "ServerCore is configured with an unsupported config type. "
+                    "ServerModelConfig type not supported by HandleReloadConfigRequest. "
                     "Only ModelConfigList is currently supported"
                 )
             self.core.reload_config(request.config)
         except ServingError as exc:
             abort_with(context, exc)
+        for name, old in zip(names, before, strict=True):
+            metric = response.metric.add()
+            metric.name = name
+            metric.int64_value_increase = self._int64_metric(name) - old
         response.status.error_code = int(Code.OK)
         return response
+
+    def _int64_metric(self, name: str) -> int:
+        return self.metrics.int64_value(name) if self.metrics is not None else 0

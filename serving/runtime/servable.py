@@ -13,6 +13,7 @@ array([[2.5]], dtype=float32)
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,9 @@ class LoadOptions:
     warmup_iterations: int = 0  # >0 overrides each record's num_request_iterations
     batching: BatchingParameters | None = None
     on_batch: Callable[[int], None] | None = None  # metrics hook, called with each batch size
+    on_run: Callable[[str, float], None] | None = None  # metrics hook: (API, seconds) of each TF run
+    on_examples: Callable[[int], None] | None = None  # metrics hook: examples per Classify/Regress/...
+    on_warmup: Callable[[str, float], None] | None = None  # metrics hook: (status, seconds) of warmup
     intra_op_threads: int = 0
     inter_op_threads: int = 0
 
@@ -137,7 +141,7 @@ class Servable:
             if options.enable_warmup:
                 from .warmup import replay_warmup
 
-                replay_warmup(servable, options.warmup_iterations)
+                replay_warmup(servable, options.warmup_iterations, options.on_warmup)
         except BaseException:
             servable.close()
             raise
@@ -157,6 +161,7 @@ class Servable:
 
     def _run(
         self,
+        api: str,
         feeds: dict[str, np.ndarray],
         fetches: Sequence[str],
         timeout: float | None,
@@ -166,9 +171,15 @@ class Servable:
             raise UnavailableError(
                 f"Servable {self.name} version {self.version} is unloaded; retry the request."
             )
+        on_run = self.options.on_run
+        start = time.perf_counter() if on_run is not None else 0.0
         if batchable and self._batcher is not None:
-            return self._batcher.run(feeds, fetches, timeout)
-        return self._bundle.run(feeds, fetches, timeout)
+            values = self._batcher.run(feeds, fetches, timeout)
+        else:
+            values = self._bundle.run(feeds, fetches, timeout)
+        if on_run is not None:  # runtime_latency: like upstream, successful runs only
+            on_run(api, time.perf_counter() - start)
+        return values
 
     def _signature(self, signature_name: str) -> tuple[str, Any]:
         name = signature_name or DEFAULT_SIGNATURE
@@ -257,7 +268,7 @@ class Servable:
         else:
             aliases = list(sig_outputs)
         fetches = [sig_outputs[alias].name for alias in aliases]
-        values = self._run(feeds, fetches, timeout)
+        values = self._run("Predict", feeds, fetches, timeout)
         return dict(zip(aliases, values, strict=True))
 
     # ------------------------------------------------------------------ classify / regress
@@ -354,6 +365,10 @@ class Servable:
             )
         return value.reshape(n)
 
+    def _count_examples(self, count: int) -> None:
+        if self.options.on_examples is not None:
+            self.options.on_examples(count)
+
     @staticmethod
     def _examples_tensor(examples: Sequence[bytes]) -> np.ndarray:
         if len(examples) == 0:
@@ -369,7 +384,8 @@ class Servable:
         name, signature = self._classify_signature(signature_name)
         input_name, fetches = self._classification_tensors(signature)
         tensor = self._examples_tensor(examples)
-        values = self._run({input_name: tensor}, fetches, timeout)
+        self._count_examples(len(examples))
+        values = self._run("Classify", {input_name: tensor}, fetches, timeout)
         return self._classification_result(signature, len(examples), dict(zip(fetches, values, strict=True)))
 
     def regress(
@@ -379,7 +395,8 @@ class Servable:
         name, signature = self._classify_signature(signature_name)
         input_name, fetches = self._regression_tensors(signature)
         tensor = self._examples_tensor(examples)
-        (value,) = self._run({input_name: tensor}, fetches, timeout)
+        self._count_examples(len(examples))
+        (value,) = self._run("Regress", {input_name: tensor}, fetches, timeout)
         return self._regression_result(len(examples), value)
 
     def multi_inference(
@@ -419,7 +436,8 @@ class Servable:
         tensor = self._examples_tensor(examples)
         if not plan:
             return []
-        outputs = self._run({input_name: tensor}, fetches, timeout, batchable=False)
+        self._count_examples(len(examples))
+        outputs = self._run("MultiInference", {input_name: tensor}, fetches, timeout, batchable=False)
         values = dict(zip(fetches, outputs, strict=True))
         results: list[Classification | np.ndarray] = []
         for _, signature, method in plan:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,18 +77,40 @@ def _run_record(servable: Servable, log_entry: Any) -> None:
         raise UnimplementedError(f"Unsupported log_type for warmup: {number}")
 
 
-def replay_warmup(servable: Servable, iterations: int = 0) -> int:
+def replay_warmup(
+    servable: Servable, iterations: int = 0, on_done: Callable[[str, float], None] | None = None
+) -> int:
     """Replay the warmup file of ``servable.path``; return the number of records replayed.
 
     ``iterations`` > 0 runs each request that many times (ModelWarmupOptions
     ``num_request_iterations``), else once. Missing or empty file: nothing to do.
+    ``on_done(status, seconds)`` is told how the replay ended, where upstream records
+    model_warmup_latency: "OK", or the error of a file that is not TFRecord.
     """
     path = warmup_path(servable.path)
     if not path.is_file():
         return 0
+    start = time.monotonic()
+    try:
+        count = _replay(servable, path, iterations)
+    except DataLossError as exc:
+        if on_done is not None:
+            on_done(f"DATA_LOSS: {exc.message}", time.monotonic() - start)
+        raise
+    seconds = time.monotonic() - start
+    if on_done is not None:
+        on_done("OK", seconds)
+    log.info(
+        "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
+        "Elapsed time (microseconds): %d.",
+        path, count, int(seconds * 1e6),
+    )
+    return count
+
+
+def _replay(servable: Servable, path: Path, iterations: int) -> int:
     from tensorflow_serving.apis import prediction_log_pb2
 
-    start = time.monotonic()
     repeat = max(1, iterations)
     count = 0
     for record in _read_records(path):
@@ -110,9 +133,4 @@ def replay_warmup(servable: Servable, iterations: int = 0) -> int:
                 exc.message = f"{exc.message} (warmup record {count} of {path})"
                 exc.args = (exc.message,)
                 raise
-    log.info(
-        "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
-        "Elapsed time (microseconds): %d.",
-        path, count, int((time.monotonic() - start) * 1e6),
-    )
     return count

@@ -123,3 +123,47 @@ def test_concurrent_acquire_release_is_consistent(base: Path) -> None:
         assert mgr._models["half"].versions[1].refs == 0
     finally:
         core.stop(drain_timeout=5)
+
+
+def test_reload_config_response_reports_the_increase_of_requested_metrics(
+    tmp_path: Path, tf_serving_testdata: Path
+) -> None:
+    import shutil
+
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_management_pb2, predict_pb2, prediction_log_pb2
+    from tfship.serving.grpc.service import ModelServicer
+    from tfship.serving.metrics import ServerMetrics
+    from tfship.serving.runtime.warmup import warmup_path
+
+    from tfship.wire.tensor import to_tensor_proto
+
+    version = Path(shutil.copytree(tf_serving_testdata / "saved_model_half_plus_two_cpu" / "00000123",
+                                   tmp_path / "half" / "123"))
+    record = prediction_log_pb2.PredictionLog()
+    record.predict_log.request.CopyFrom(predict_pb2.PredictRequest())
+    to_tensor_proto(np.float32([[1.0]]), record.predict_log.request.inputs["x"])
+    warmup_path(version).parent.mkdir()
+    with tf.io.TFRecordWriter(str(warmup_path(version))) as writer:
+        writer.write(record.SerializeToString())
+
+    core = ServerCore(CoreOptions(), metrics=ServerMetrics())
+    servicer = ModelServicer(core)
+    request = model_management_pb2.ReloadConfigRequest()
+    entry = request.config.model_config_list.config.add()
+    entry.name, entry.base_path, entry.model_platform = "half", str(tmp_path / "half"), "tensorflow"
+    request.metric_names.extend(["/tensorflow/serving/model_warmup_latency",
+                                 "/tensorflow/serving/runtime_latency", "/no/such/metric"])
+    try:
+        first = servicer.HandleReloadConfigRequest(request, None)
+        assert first.status.error_code == 0
+        # loading half v123 replayed its one warmup record: one warmup, one TF run; unknown -> 0
+        assert [(m.name, m.int64_value_increase) for m in first.metric] == [
+            ("/tensorflow/serving/model_warmup_latency", 1),
+            ("/tensorflow/serving/runtime_latency", 1),
+            ("/no/such/metric", 0),
+        ]
+        again = servicer.HandleReloadConfigRequest(request, None)  # nothing to load this time
+        assert [m.int64_value_increase for m in again.metric] == [0, 0, 0]
+    finally:
+        core.stop(drain_timeout=5)

@@ -397,11 +397,16 @@ def test_rest_routing_and_limits(rest: httpx.Client) -> None:
 
 def test_monitoring_page(rest: httpx.Client) -> None:
     rest.post("/v1/models/default:predict", json={"instances": [2.0]})
+    rest.post("/v1/models/default:classify",
+              json={"signature_name": "classify_x_to_y", "examples": [{"x": 1.0}, {"x": 2.0}]})
     page = rest.get("/monitoring/prometheus/metrics")
     assert page.status_code == 200
-    assert "# TYPE" in page.text
-    assert ':tensorflow:serving:request_count' in page.text
+    assert "# TYPE :tensorflow:serving:request_count counter" in page.text  # no _total, as upstream
     assert 'entrypoint="REST"' in page.text and 'entrypoint="GRPC"' in page.text
+    assert ':tensorflow:serving:runtime_latency_count{model_name="default",API="Predict",runtime="TF1"}' in page.text
+    assert ':tensorflow:serving:runtime_latency_count{model_name="default",API="Classify",runtime="TF1"}' in page.text
+    assert ':tensorflow:serving:request_example_count_total{model="default"}' in page.text
+    assert "_created" not in page.text
 
 
 def test_cors_headers_and_unix_socket(server: ServerProcess, rest: httpx.Client) -> None:

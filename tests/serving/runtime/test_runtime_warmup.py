@@ -104,3 +104,30 @@ def test_unsupported_log_types(writable_half_plus_two, log_type, number):
     write_records(writable_half_plus_two, [log.SerializeToString()])
     with pytest.raises(UnimplementedError, match=f"Unsupported log_type for warmup: {number}"):
         Servable.load("half_plus_two", 123, writable_half_plus_two)
+
+
+def test_load_reports_warmup_runtime_and_example_counts_to_its_hooks(writable_half_plus_two, example):
+    write_records(writable_half_plus_two, [log.SerializeToString() for log in mixed_logs(example)])
+    warmups: list[str] = []
+    runs: list[str] = []
+    examples: list[int] = []
+    options = LoadOptions(on_warmup=lambda status, seconds: warmups.append(status),
+                          on_run=lambda api, seconds: runs.append(api), on_examples=examples.append)
+    servable = Servable.load("half_plus_two", 123, writable_half_plus_two, options)
+    try:
+        assert warmups == ["OK"]
+        assert runs == ["Predict", "Classify", "Regress", "MultiInference"]
+        assert examples == [1, 1, 1]
+    finally:
+        servable.close()
+
+
+def test_a_warmup_file_that_is_not_tfrecord_is_reported_as_data_loss(writable_half_plus_two):
+    path = warmup_path(writable_half_plus_two)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"this is not a TFRecord file at all")
+    warmups: list[str] = []
+    with pytest.raises(DataLossError):
+        Servable.load("half_plus_two", 123, writable_half_plus_two,
+                      LoadOptions(on_warmup=lambda status, seconds: warmups.append(status)))
+    assert len(warmups) == 1 and warmups[0].startswith("DATA_LOSS: ")
