@@ -10,8 +10,7 @@ import orjson
 import pytest
 
 from tfship.errors import InvalidArgumentError, UnimplementedError
-from tfship.wire import dtypes
-from tfship.wire import json as wire_json
+from tfship.wire import dtypes, numeric_arrays
 from tfship.wire.json import decode_value, dumps, encode_value, loads, nested_shape
 
 FLOAT = dtypes.by_name("DT_FLOAT")
@@ -253,7 +252,7 @@ def _ragged_bodies() -> dict[str, bytes]:
 @pytest.mark.parametrize("dtype", ["DT_FLOAT", "DT_INT32", "DT_BOOL", "DT_STRING"])
 def test_irregular_arrays_keep_the_slow_path_results_and_errors(name: str, dtype: str) -> None:
     body = b'{"instances": ' + _ragged_bodies()[name] + b"}"
-    assert len(body) > wire_json._FAST_MIN_BYTES + 64  # large enough for the fast path
+    assert len(body) > numeric_arrays.MIN_BYTES + 64  # large enough for the fast path
     try:
         fast, slow = _fast_and_slow(body, fast_path=False)
     except InvalidArgumentError as exc:  # 1e400: JSON errors, the same either way
@@ -365,21 +364,21 @@ def test_numeric_fast_path_is_thread_safe_and_results_outlive_the_parser() -> No
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(parse, range(64)))
     assert np.array_equal(first, kept) and np.array_equal(first, arrays[0])
-    assert wire_json._parser is not None  # one parser, reused
+    assert numeric_arrays._parser is not None  # one parser, reused
 
 
 def test_parsers_grown_by_big_documents_are_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     body = _big(np.random.default_rng(5).random((300, 40)))
-    monkeypatch.setattr(wire_json, "_parser", None)
-    monkeypatch.setattr(wire_json, "_PARSER_MAX_BYTES", len(body) // 2)
+    monkeypatch.setattr(numeric_arrays, "_parser", None)
+    monkeypatch.setattr(numeric_arrays, "_PARSER_MAX_BYTES", len(body) // 2)
     assert isinstance(loads(body, numeric_arrays=True)["instances"], np.ndarray)
-    assert wire_json._parser is None
-    monkeypatch.setattr(wire_json, "_PARSER_MAX_BYTES", len(body))
+    assert numeric_arrays._parser is None
+    monkeypatch.setattr(numeric_arrays, "_PARSER_MAX_BYTES", len(body))
     assert isinstance(loads(body, numeric_arrays=True)["instances"], np.ndarray)
-    assert wire_json._parser is not None
+    assert numeric_arrays._parser is not None
 
 
 def test_without_pysimdjson_large_arrays_take_the_slow_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert wire_json._HAVE_SIMDJSON  # a base dependency: the tests above did exercise it
-    monkeypatch.setattr(wire_json, "_HAVE_SIMDJSON", False)
+    assert numeric_arrays._HAVE_SIMDJSON  # a base dependency: the tests above did exercise it
+    monkeypatch.setattr(numeric_arrays, "_HAVE_SIMDJSON", False)
     _fast_and_slow(_big(np.random.default_rng(4).random((300, 40))), fast_path=False)
