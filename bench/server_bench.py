@@ -784,14 +784,18 @@ def checks(cells: list[Cell], paired: dict[str, list[tuple[float, float]]] | Non
     paired = paired or {}
     index = {(c.model, c.target, c.batch, c.concurrency): c.rows_per_s for c in cells}
     out = []
-    ceiling = index.get(("cnn", "in-process", 1024, 1), 0)
-    grpc_big = max(index.get(("cnn", t, 1024, 1), 0) for t in ("grpc", "grpc+b"))
-    for check in (
-        _ratio_check("cnn b1024 c1 gRPC >= 0.8x in-process", 0.8, paired.get("ceiling", []),
-                     (grpc_big, ceiling)),
+    ratio_checks = [
+        # one client: latency-bound (the 3.2 MB transfer cannot overlap the model run); 16
+        # clients: throughput, both sides saturating the cores
+        _ratio_check(f"cnn b1024 c{conc} gRPC >= 0.8x in-process ({what})", 0.8,
+                     paired.get(f"ceiling_c{conc}", []),
+                     (index.get(("cnn", "grpc", 1024, conc), 0), index.get(("cnn", "in-process", 1024, conc), 0)))
+        for conc, what in ((1, "one request at a time"), (16, "throughput"))
+    ]
+    ratio_checks.append(
         _ratio_check("cnn c16 b1 batching on >= 2x off (gRPC)", 2.0, paired.get("batching", []),
-                     (index.get(("cnn", "grpc+b", 1, 16), 0), index.get(("cnn", "grpc", 1, 16), 0))),
-    ):
+                     (index.get(("cnn", "grpc+b", 1, 16), 0), index.get(("cnn", "grpc", 1, 16), 0))))
+    for check in ratio_checks:
         if check is not None:
             out.append(check)
     floor_cells = {(c.model, c.batch, c.concurrency): c.rows_per_s for c in cells if c.target == "fastapi"}
@@ -909,14 +913,17 @@ def main(argv: list[str] | None = None) -> int:
                                                [concurrency], args.seconds, args.min_calls, workdir)
                 return cell[0].rows_per_s
 
-            def ceiling_rate() -> float:
-                return in_process_cells("cnn", version_dir, shape, [1024], [1], args.seconds,
+            def ceiling_rate(concurrency: int) -> float:
+                return in_process_cells("cnn", version_dir, shape, [1024], [concurrency], args.seconds,
                                         args.min_calls)[0].rows_per_s
 
             if "in-process" in targets and "grpc" in servers_by_target:
-                print(f"paired rounds, gRPC vs in-process at batch 1024, 1 client ({args.paired_rounds}):")
-                paired["ceiling"] = paired_rounds(args.paired_rounds, lambda: server_rate("grpc", 1024, 1),
-                                                  ceiling_rate)
+                for conc in concurrencies:
+                    print(f"paired rounds, gRPC vs in-process at batch 1024, {conc} client(s) "
+                          f"({args.paired_rounds}):")
+                    paired[f"ceiling_c{conc}"] = paired_rounds(
+                        args.paired_rounds, functools.partial(server_rate, "grpc", 1024, conc),
+                        functools.partial(ceiling_rate, conc))
             if "grpc" in servers_by_target and "grpc+b" in servers_by_target:
                 print(f"paired rounds, batching on vs off at batch 1, 16 clients ({args.paired_rounds}):")
                 paired["batching"] = paired_rounds(args.paired_rounds, lambda: server_rate("grpc+b", 1, 16),
