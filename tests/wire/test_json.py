@@ -382,3 +382,25 @@ def test_without_pysimdjson_large_arrays_take_the_slow_path(monkeypatch: pytest.
     assert numeric_arrays._HAVE_SIMDJSON  # a base dependency: the tests above did exercise it
     monkeypatch.setattr(numeric_arrays, "_HAVE_SIMDJSON", False)
     _fast_and_slow(_big(np.random.default_rng(4).random((300, 40))), fast_path=False)
+
+
+def test_small_image_batches_take_the_fast_path_small_flat_ones_do_not() -> None:
+    rng = np.random.default_rng(11)
+    image = rng.random((1, 28, 28, 1)).astype(np.float32)  # 10 KB, one list per pixel
+    assert len(_big(image)) < numeric_arrays.MIN_BYTES
+    fast, _ = _fast_and_slow(_big(image), fast_path=True)
+    np.testing.assert_array_equal(decode_value(fast["instances"], FLOAT), image)
+    _fast_and_slow(_big(rng.random((1, 784)).astype(np.float32)), fast_path=False)  # 8 KB, flat: orjson
+    _fast_and_slow(_big(rng.random((1, 4, 4, 1)).astype(np.float32)), fast_path=False)  # under 4 KB
+
+
+def test_small_ragged_image_batches_fail_as_on_the_slow_path() -> None:
+    text = _nest([b"0.25"] * 784, (1, 28, 28, 1)).replace(b"[0.25],[0.25]]", b"[0.25,0.25]]", 1)
+    body = b'{"instances": ' + text + b"}"
+    assert numeric_arrays.NESTED_MIN_BYTES <= len(body) < numeric_arrays.MIN_BYTES
+    fast, slow = _fast_and_slow(body, fast_path=False)
+    with pytest.raises(InvalidArgumentError) as fast_error:
+        decode_value(fast["instances"], FLOAT)
+    with pytest.raises(InvalidArgumentError) as slow_error:
+        decode_value(slow["instances"], FLOAT)
+    assert str(fast_error.value) == str(slow_error.value)
