@@ -886,32 +886,29 @@ def main(argv: list[str] | None = None) -> int:
                 plan.append(("fastapi", floor))
         if h2load is None:
             pool = ClientPool(args.client_procs)
+
+        def measure(target: str, server: Server, name: str, batches: list[int],
+                    concurrencies: list[int]) -> list[Cell]:
+            """Cells of one server and model, driven by whichever load generator this run uses."""
+            version_dir, _, shape = models[name]
+            alias = serving_input_alias(version_dir)
+            if pool is not None:
+                return server_cells(pool, target, name, alias, shape, server, batches, concurrencies,
+                                    args.seconds, args.min_calls)
+            assert h2load is not None
+            return h2load_server_cells(h2load, target, name, alias, shape, server, batches,
+                                       concurrencies, args.seconds, args.min_calls, workdir)
+
         for target, server in plan:
             print(f"{target}:", flush=True)
-            for name, (version_dir, _, shape) in models.items():
-                alias = serving_input_alias(version_dir)
-                if pool is not None:
-                    cells += server_cells(pool, target, name, alias, shape, server, batches,
-                                          concurrencies, args.seconds, args.min_calls)
-                else:
-                    assert h2load is not None
-                    cells += h2load_server_cells(h2load, target, name, alias, shape, server, batches,
-                                                 concurrencies, args.seconds, args.min_calls, workdir)
+            for name in models:
+                cells += measure(target, server, name, batches, concurrencies)
         servers_by_target = dict(plan)
         if args.paired_rounds and "cnn" in models:
             version_dir, _, shape = models["cnn"]
-            alias = serving_input_alias(version_dir)
 
             def server_rate(target: str, batch: int, concurrency: int) -> float:
-                server = servers_by_target[target]
-                if pool is not None:
-                    cell = server_cells(pool, target, "cnn", alias, shape, server, [batch], [concurrency],
-                                        args.seconds, args.min_calls)
-                else:
-                    assert h2load is not None
-                    cell = h2load_server_cells(h2load, target, "cnn", alias, shape, server, [batch],
-                                               [concurrency], args.seconds, args.min_calls, workdir)
-                return cell[0].rows_per_s
+                return measure(target, servers_by_target[target], "cnn", [batch], [concurrency])[0].rows_per_s
 
             def ceiling_rate(concurrency: int) -> float:
                 return in_process_cells("cnn", version_dir, shape, [1024], [concurrency], args.seconds,
