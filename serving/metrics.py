@@ -160,12 +160,13 @@ class ServerMetrics:
         """The value of metric ``tf_name`` (TF's name, e.g. ``/tensorflow/serving/request_count``)
         as ReloadConfigRequest.metric_names reads it: its first point (first label set), 0 if
         the metric has none or does not exist. Histograms count their observations."""
-        name = re.sub(r"[^a-zA-Z0-9_]", ":", tf_name)
-        names = {name, name.removesuffix("_total")}  # prometheus_client keeps counters without it
+        exposed = re.sub(r"[^a-zA-Z0-9_]", ":", tf_name)
+        if exposed in self._exposed_names:  # prometheus_client's name for it, not a TF name
+            return 0
+        name = next((family for family, shown in self._exposed_names.items() if shown == exposed), exposed)
         for family in self.registry.collect():
-            if family.name not in names:
+            if family.name != name:
                 continue
-            name = family.name
             wanted = {"counter": name + "_total", "histogram": name + "_count"}.get(family.type, name)
             for sample in family.samples:
                 if sample.name == wanted:

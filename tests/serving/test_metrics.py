@@ -47,3 +47,6 @@ def test_int64_value_reads_the_first_point_by_tf_name() -> None:
     assert m.int64_value("/tensorflow/serving/request_example_count_total") == 3
     assert m.int64_value("/tensorflow/serving/model_warmup_latency") == 1  # histograms: observations
     assert m.int64_value("/tensorflow/serving/no_such_metric") == 0
+    # only the names on the page count: not prometheus_client's own spellings
+    assert m.int64_value("/tensorflow/serving/request_count_total") == 0
+    assert m.int64_value("/tensorflow/serving/request_example_count") == 0
