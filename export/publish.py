@@ -70,7 +70,12 @@ def prepare_model_dir(base_dir: str | os.PathLike[str], name: str) -> tuple[Path
         if probe.exists() and not probe.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", str(probe))
         for path in missing:
-            path.mkdir()
+            try:
+                path.mkdir()
+            except FileExistsError:
+                if not path.is_dir():
+                    raise
+                continue  # another exporter made it between our look and our mkdir: share it
             created.append(path)
         if not os.access(model_dir, os.W_OK | os.X_OK):
             raise PermissionError(errno.EACCES, "permission denied", str(model_dir))

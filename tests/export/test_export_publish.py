@@ -182,3 +182,23 @@ def test_published_version_is_readable_like_its_model_dir_even_under_a_private_u
         assert os.stat(path).st_mode & 0o055 == 0o055, oct(os.stat(path).st_mode)
     for path in [target / "saved_model.pb", target / "variables" / "variables.index"]:
         assert os.stat(path).st_mode & 0o044 == 0o044, oct(os.stat(path).st_mode)
+
+
+def test_a_model_dir_made_by_another_exporter_meanwhile_is_shared(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The race two exporters of a new model run: both see models/m missing, one mkdir wins. The
+    # loser is simulated here (the real race failed a CI dry run once), by the winner's mkdir
+    # landing just before ours.
+    from tfship.export.publish import prepare_model_dir
+
+    real_mkdir = Path.mkdir
+
+    def lose_the_race(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == "m" and not self.exists():
+            real_mkdir(self)  # the other exporter
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", lose_the_race)
+    model_dir, created = prepare_model_dir(tmp_path / "models", "m")
+    assert model_dir.is_dir()
+    assert created == [tmp_path / "models"]  # not ours to remove on failure
