@@ -101,7 +101,7 @@ def _codec_row(label: str, nbytes: int, with_tf: bool) -> dict[str, Any]:
 def served_rows(rows: int) -> dict[str, Any]:
     import tensorflow as tf
     from tfship.client import connect
-    from tfship.client.server_process import start_model_server
+    from tfship.deploy.launch import start_model_server
 
     model_dir = TESTDATA / "matrix_half_plus_two"
     x = np.random.default_rng(0).normal(size=(rows, 3, 3)).astype(np.float32)

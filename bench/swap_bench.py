@@ -57,7 +57,7 @@ def label_config(models_dir: Path, base_path: str, version: int) -> Path:
 
 @contextlib.contextmanager
 def local_server(models_dir: Path, plan: str) -> Iterator[str]:
-    from tfship.client.server_process import start_model_server
+    from tfship.deploy.launch import start_model_server
 
     if plan == "latest":
         server = start_model_server(models_dir / "mlp", "mlp")
@@ -71,8 +71,8 @@ def local_server(models_dir: Path, plan: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def docker_server(models_dir: Path, plan: str, image: str) -> Iterator[str]:
-    from tfship.client.server_process import free_port
-    from tfship.serving.docker.run import start_container
+    from tfship.deploy.docker.run import start_container
+    from tfship.deploy.launch import free_port
 
     extra: tuple[str, ...] = ()
     if plan == "labels":
@@ -87,8 +87,8 @@ def docker_server(models_dir: Path, plan: str, image: str) -> Iterator[str]:
 def scenario(
     target: str, plan: str, swaps: int, clients: int, steady_seconds: float, image: str | None
 ) -> dict[str, Any]:
-    from tfship.client.swap import SwapOptions, swap
-    from tfship.client.traffic import Traffic
+    from tfship.deploy.swap import SwapOptions, swap
+    from tfship.deploy.traffic import Traffic
     from tfship.export import export_model
 
     with tempfile.TemporaryDirectory(prefix="tfship-swap-bench-") as tmp:

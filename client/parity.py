@@ -73,7 +73,7 @@ class ParityReport:
 
 
 def _compare(name: str, expected: np.ndarray, actual: np.ndarray, tolerances: Mapping[str, Any]) -> OutputParity:
-    from tfship.export.tolerance import compare_outputs
+    from tfship.tolerance import compare_outputs
 
     diff = compare_outputs({name: expected}, {name: actual}, tolerances)[0]
     worst: int | None = None
@@ -108,7 +108,7 @@ def reference_outputs(reference: Any, inputs: Mapping[str, np.ndarray] | None,
                       output_names: list[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Any]:
     """``(inputs, expected_outputs, tolerances)`` for any supported reference."""
     if isinstance(reference, (str, os.PathLike)):
-        from tfship.export.manifest import load_samples, read_manifest
+        from tfship.manifest import load_samples, read_manifest
 
         sample_inputs, expected = load_samples(reference)
         return (dict(inputs) if inputs is not None else sample_inputs), expected, read_manifest(
@@ -145,14 +145,14 @@ def check_parity(client: Any, model: str, reference: Any, *, inputs: Any = None,
 
     With a version dir and neither ``version`` nor ``label``, the version the dir was exported as
     is checked. Tolerances are per dtype (``{"float32": (atol, rtol)}``), defaulting to the manifest's or
-    :data:`tfship.export.tolerance.DEFAULT_TOLERANCES`; integer, bool and string outputs must match
+    :data:`tfship.tolerance.DEFAULT_TOLERANCES`; integer, bool and string outputs must match
     exactly. Raises :class:`ParityError` on mismatch only when ``raise_on_mismatch``.
     """
-    from tfship.export.tolerance import resolve_tolerances
+    from tfship.tolerance import resolve_tolerances
 
     if isinstance(reference, (str, os.PathLike)) and version is None and label is None:
         # An export's samples belong to its version: compare with that version, not "latest".
-        from tfship.export.manifest import read_manifest
+        from tfship.manifest import read_manifest
 
         version = read_manifest(reference).version
     sig = client.signature_info(model, version=version, label=label, signature=signature)

@@ -4,7 +4,7 @@ Importing this package does not import TensorFlow; the names below load on first
 
     from tfship.export import export_model, inspect_model_dir, read_manifest, load_samples
 
-``tfship.export.manifest`` and ``tfship.export.tolerance`` never need TensorFlow (the client uses
+``tfship.manifest`` and ``tfship.tolerance`` never need TensorFlow (the client uses
 them for parity checks).
 """
 
@@ -35,20 +35,21 @@ _LAZY = {
     "inspect_model_dir": "inspect",
     "ModelReport": "inspect",
     "VersionReport": "inspect",
-    "read_manifest": "manifest",
-    "load_samples": "manifest",
-    "verify_checksums": "manifest",
-    "Manifest": "manifest",
-    "Signature": "manifest",
-    "TensorSpec": "manifest",
-    "Tolerance": "tolerance",
-    "compare_outputs": "tolerance",
+    "read_manifest": "tfship.manifest",
+    "load_samples": "tfship.manifest",
+    "verify_checksums": "tfship.manifest",
+    "Manifest": "tfship.manifest",
+    "Signature": "tfship.manifest",
+    "TensorSpec": "tfship.manifest",
+    "Tolerance": "tfship.tolerance",
+    "compare_outputs": "tfship.tolerance",
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        module = importlib.import_module(f"tfship.export.{_LAZY[name]}")
+        target = _LAZY[name]
+        module = importlib.import_module(target if "." in target else f"tfship.export.{target}")
         return getattr(module, name)
     raise AttributeError(f"module 'tfship.export' has no attribute {name!r}")
 

@@ -11,7 +11,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfship.export.manifest import (
+from tfship.export.publish import STAGING_PREFIX
+from tfship.export.versions import list_versions, parse_version
+
+from tfship.errors import ExportError
+from tfship.manifest import (
     MANIFEST_PATH,
     ChecksumReport,
     Manifest,
@@ -19,10 +23,6 @@ from tfship.export.manifest import (
     read_manifest,
     verify_checksums,
 )
-from tfship.export.publish import STAGING_PREFIX
-from tfship.export.versions import list_versions, parse_version
-
-from tfship.errors import ExportError
 
 __all__ = ["VersionReport", "ModelReport", "inspect_model_dir"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tfship.export.manifest import Signature
 from tfship.export.sources import LoadedSource
 
 from tfship.errors import SignatureError
+from tfship.manifest import Signature
 
 __all__ = ["ServingModel", "prepare_serving_model", "write_saved_model", "sanitize_name"]
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tfship.export.manifest import Signature, TensorSpec
-
 from tfship.errors import ExportError
+from tfship.manifest import Signature, TensorSpec
 from tfship.wire import dtypes
 
 __all__ = ["read_signature_defs"]

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from tfship.export.tolerance import OutputDiff, Tolerance, compare_outputs
 
 from tfship.errors import VerificationError
+from tfship.tolerance import OutputDiff, Tolerance, compare_outputs
 
 __all__ = ["run_saved_model", "verify_saved_model"]
 

@@ -4,9 +4,9 @@ Public API (imported lazily; nothing here imports TensorFlow until used):
 
 * :func:`main` - the ``tfship-model-server`` console script (TF Serving's flags).
 * :class:`ModelServer` - the whole server in-process: ``ModelServer.from_flags([...]).start()``.
-* :func:`start_local_server` / :class:`LocalServer` - run the server as a subprocess for a models
-  dir and wait until every model is AVAILABLE (what ``tfship serve`` does).
-* :func:`discover_models` - the models (``NAME/VERSION/``) under a base dir.
+
+Running the server as a subprocess or a container and waiting for it is orchestration: see
+:mod:`tfship.deploy.launch` (what ``tfship serve`` uses).
 
 Subpackages: ``core`` (versions, manager, config application), ``grpc``, ``rest``, ``runtime``
 (loading/executing SavedModels), ``config`` (config file formats).
@@ -17,14 +17,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["main", "ModelServer", "start_local_server", "LocalServer", "discover_models"]
+__all__ = ["main", "ModelServer"]
 
 _LAZY = {
     "main": "tfship.serving.main",
     "ModelServer": "tfship.serving.main",
-    "start_local_server": "tfship.serving.core.launcher",
-    "LocalServer": "tfship.serving.core.launcher",
-    "discover_models": "tfship.serving.core.launcher",
 }
 
 

@@ -44,7 +44,7 @@ def model_config(base: Path) -> str:
 
 @pytest.fixture(scope="session")
 def server(model_base: Path) -> Iterator[Any]:
-    from tfship.client.server_process import start_model_server
+    from tfship.deploy.launch import start_model_server
 
     config = model_base / "models.config"
     config.write_text(model_config(model_base))

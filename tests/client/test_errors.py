@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 from tfship.client import ClientConfig, RetryPolicy, connect
-from tfship.client.server_process import free_port
+from tfship.deploy.launch import free_port
 
 from tfship.errors import (
     DeadlineExceededError,

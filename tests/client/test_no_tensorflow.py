@@ -11,8 +11,8 @@ import sys
 import tfship.client
 from tfship.client import connect, check_parity, predict_batches
 import tfship.client.grpc_transport, tfship.client.rest_transport, tfship.client.batch.job
-import tfship.client.pytest_plugin
-import tfship.export.manifest
+import tfship.deploy.pytest_plugin, tfship.deploy.launch
+import tfship.manifest, tfship.tolerance
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorflow_serving"))
 assert not heavy, heavy
 print("ok")

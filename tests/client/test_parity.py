@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from tfship.client import check_parity
-from tfship.client.server_process import free_port
+from tfship.deploy.launch import free_port
 
 from tfship.errors import ParityError
 
@@ -35,7 +35,7 @@ def test_parity_with_the_export_manifest(client: Any, keras_v1: Path) -> None:
 
 
 def test_parity_mismatch_names_the_worst_row(client: Any, keras_v1: Path) -> None:
-    from tfship.export.manifest import load_samples
+    from tfship.manifest import load_samples
 
     inputs, outputs = load_samples(keras_v1)
     (name,) = outputs
@@ -65,7 +65,7 @@ def test_smoke_cli_both_transports(server: Any, keras_v1: Path, tmp_path: Path) 
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.count("PASS keras v1") == 2
 
-    from tfship.export.manifest import load_samples, save_samples
+    from tfship.manifest import load_samples, save_samples
 
     bad = tmp_path / "1"
     shutil.copytree(keras_v1, bad)

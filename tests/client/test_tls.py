@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from tfship.client import ClientConfig, RetryPolicy, TlsConfig, connect
-from tfship.client.server_process import free_port
+from tfship.deploy.launch import free_port
 
 from tfship.errors import UnavailableError
 from tfship.wire.protos import serving_wire_pb2 as pb

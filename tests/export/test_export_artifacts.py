@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 from tfship.export import export_model, inspect_model_dir, load_samples, read_manifest
-from tfship.export.manifest import MANIFEST_PATH, SAMPLES_PATH, WARMUP_PATH, file_checksums
 from tfship.export.warmup import read_warmup_requests
 
+from tfship.manifest import MANIFEST_PATH, SAMPLES_PATH, WARMUP_PATH, file_checksums
 from tfship.wire import dtypes
 from tfship.wire.tensor import to_ndarray
 

@@ -92,7 +92,7 @@ def test_lambda_layer_needs_explicit_unsafe_flag(base, tmp_path):
         export_model(path, base, "lam")
     assert list(base.iterdir()) == []
     result = export_model(path, base, "lam", safe_mode=False, samples={"x": np.ones((2, 2), "float32")})
-    from tfship.export.manifest import load_samples
+    from tfship.manifest import load_samples
 
     np.testing.assert_allclose(load_samples(result.path)[1][result.signature.outputs[0].name], 2.0)
 
@@ -151,7 +151,7 @@ def test_unbuilt_architecture_with_weights_file(zoo, base):
     xs = np.ones((2, 6), "float32")
     result = export_model(zoo("subclassed").files["weights"], base, "sub", samples=xs,
                           architecture="export_zoo:build_subclassed_unbuilt")
-    from tfship.export.manifest import load_samples
+    from tfship.manifest import load_samples
 
     np.testing.assert_allclose(load_samples(result.path)[1]["output_0"],
                                zoo("subclassed").model(xs).numpy(), rtol=1e-5, atol=1e-6)

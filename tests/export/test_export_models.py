@@ -9,7 +9,8 @@ from export_helpers import ZOO
 from tfship.export import export_model, inspect_model_dir, load_samples, read_manifest
 from tfship.export.signature import prepare_serving_model
 from tfship.export.sources import load_source
-from tfship.export.tolerance import compare_outputs
+
+from tfship.tolerance import compare_outputs
 
 SOURCES = ["memory", "keras", "h5", "weights"]
 CASES = [

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfship.client.server_process import free_port, server_command
+from tfship.deploy.launch import free_port, server_command
 
 __all__ = ["ServerProcess", "free_port", "launch", "server_command", "substitute_config", "wait_until"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tfship.serving.docker.context import DEFAULT_BASE_IMAGE
+from tfship.deploy.docker.context import DEFAULT_BASE_IMAGE
 
 
 @click.command()
@@ -38,7 +38,7 @@ def build(
       tfship build models --tag acme/models:1 --base-image tensorflow/serving:2.21.0-gpu
       tfship build models --context-dir build/ctx      # context only, no Docker
     """
-    from tfship.serving.docker.context import write_build_context
+    from tfship.deploy.docker.context import write_build_context
 
     if tag is None and context_dir is None:
         raise click.UsageError("pass --tag to build an image, or --context-dir to write the context")
@@ -56,7 +56,7 @@ def build(
                 f"docker build --build-arg BASE_IMAGE={base_image} -t TAG {ctx.path}"
             )
             return
-        from tfship.serving.docker.build import build_image
+        from tfship.deploy.docker.build import build_image
 
         built = build_image(
             ctx, tag, base_image=base_image, on_progress=lambda line: click.echo(line, err=True)

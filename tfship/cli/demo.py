@@ -12,7 +12,7 @@ def demo(workdir: str | None) -> None:
     """Train a digits classifier, export v1, serve it, prove served == in-memory over gRPC and REST,
     export v2, watch the server switch, verify again. Exits 1 if any check fails."""
     from tfship.cli.predict import unreachable_exits_3
-    from tfship.client.demo import run_demo
+    from tfship.deploy.demo import run_demo
 
     if workdir:
         import os

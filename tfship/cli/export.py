@@ -27,7 +27,7 @@ def _load_samples_file(path: str) -> dict[str, Any]:
 
 
 def _parse_tolerances(specs: tuple[str, ...], atol: float | None, rtol: float | None) -> dict[str, Any]:
-    from tfship.export.tolerance import DEFAULT_TOLERANCES
+    from tfship.tolerance import DEFAULT_TOLERANCES
 
     out: dict[str, Any] = {}
     if atol is not None or rtol is not None:

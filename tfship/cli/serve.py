@@ -1,5 +1,5 @@
 """``tfship serve MODELS_DIR``: serve every exported model with the embedded TF-Serving-compatible
-server (thin layer over :func:`tfship.serving.core.launcher.start_local_server`)."""
+server (thin layer over :func:`tfship.deploy.launch.start_local_server`)."""
 
 from __future__ import annotations
 
@@ -43,12 +43,12 @@ def serve(models_dir: Path | None, config_file: Path | None, port: int, rest_por
     Ctrl+C / SIGTERM (in-flight requests are drained first).
     """
     if docker:
-        from tfship.serving.docker.foreground import serve_in_docker
+        from tfship.deploy.docker.foreground import serve_in_docker
 
         code = serve_in_docker(models_dir, echo=click.echo, image=image, mount=mount, grpc_port=port,
                                rest_port=rest_port, host=host, timeout=timeout)
         raise SystemExit(0 if code in (None, 0, 143) else code)
-    from tfship.serving.core.launcher import start_local_server
+    from tfship.deploy.launch import start_local_server
 
     if models_dir is None and config_file is None:
         raise click.UsageError("pass MODELS_DIR or --model-config")

@@ -10,7 +10,7 @@ import click
 @click.option("--timeout", default=10, show_default=True, help="Seconds before SIGKILL.")
 def stop(name: str | None, timeout: int) -> None:
     """Stop the container NAME, or every server container tfship started."""
-    from tfship.serving.docker.run import stop_containers
+    from tfship.deploy.docker.run import stop_containers
 
     stopped = stop_containers(name, timeout=timeout)
     if not stopped:

@@ -27,7 +27,7 @@ def _with_common(func):  # type: ignore[no-untyped-def]
 
 
 def _options(url: str, label: str | None, config_file: Path | None, reload: str, timeout: float, **extra):  # type: ignore[no-untyped-def]
-    from tfship.client.swap import SwapOptions
+    from tfship.deploy.swap import SwapOptions
 
     return SwapOptions(url=url, label=label, config_file=config_file, reload=reload, timeout=timeout,
                        on_event=lambda message: click.echo(f"  {message}", err=True), **extra)
@@ -71,7 +71,7 @@ def swap(models_dir: Path, name: str, new_model: str | None, version: int | None
       tfship swap models mnist --version 7 --url grpc://127.0.0.1:8500 \\
           --label stable --config models/models.config
     """
-    from tfship.client.swap import swap as run_swap
+    from tfship.deploy.swap import swap as run_swap
     from tfship.errors import SwapError
 
     options = _options(url, label, config_file, reload, timeout, retention=retention,
@@ -99,7 +99,7 @@ def rollback(models_dir: Path, name: str, to_version: int | None, url: str, labe
     Example:
       tfship rollback models mnist --url grpc://127.0.0.1:8500
     """
-    from tfship.client.swap import rollback as run_rollback
+    from tfship.deploy.swap import rollback as run_rollback
     from tfship.errors import SwapError
 
     try:

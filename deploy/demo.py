@@ -80,7 +80,7 @@ def run_demo(workdir: str | os.PathLike[str] | None = None,
     base = Path(workdir) / "models"
     echo("1/6 training a digits classifier (scikit-learn's bundled 8x8 digits, offline) ...")
     from tfship.client import check_parity, connect
-    from tfship.client.server_process import start_model_server
+    from tfship.deploy.launch import start_model_server
     from tfship.export import export_model
 
     x_train, y_train, x_test, y_test = _data()

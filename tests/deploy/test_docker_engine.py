@@ -112,7 +112,7 @@ def test_image_labels_user_and_entrypoint(engine, image: str, standin_base: str,
 def test_baked_image_serves_the_in_memory_model(engine, image: str, models) -> None:  # type: ignore[no-untyped-def]
     from tfship.client import connect
     from tfship.client.parity import check_parity
-    from tfship.serving.docker.run import start_container
+    from tfship.deploy.docker.run import start_container
 
     _, model = models
     server = start_container(image, grpc_port=_free_port(), rest_port=_free_port(), client=engine)
@@ -147,8 +147,8 @@ def test_bind_mounted_models_pick_up_a_new_version(engine, standin_base: str, mo
     """The classic `docker run -v models:/models:ro tensorflow/serving` use, plus a hot new version."""
     from tfship.client import connect
     from tfship.client.parity import check_parity
+    from tfship.deploy.docker.run import start_container
     from tfship.export import export_model
-    from tfship.serving.docker.run import start_container
 
     root, model = models
     server = start_container(standin_base, models_dir=root, grpc_port=_free_port(),
@@ -173,7 +173,7 @@ def test_bind_mounted_models_pick_up_a_new_version(engine, standin_base: str, mo
 
 
 def test_missing_image_is_reported_not_pulled(engine, models) -> None:  # type: ignore[no-untyped-def]
-    from tfship.serving.docker.run import start_container
+    from tfship.deploy.docker.run import start_container
 
     root, _ = models
     missing = "tfship-e2e/never-built:0"
@@ -186,7 +186,7 @@ def test_missing_image_is_reported_not_pulled(engine, models) -> None:  # type: 
 
 
 def test_port_in_use_is_reported(engine, standin_base: str, models) -> None:  # type: ignore[no-untyped-def]
-    from tfship.serving.docker.run import start_container
+    from tfship.deploy.docker.run import start_container
 
     root, _ = models
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
@@ -200,7 +200,7 @@ def test_port_in_use_is_reported(engine, standin_base: str, models) -> None:  # 
 def test_container_that_exits_shows_its_logs(  # type: ignore[no-untyped-def]
     engine, standin_base: str, tmp_path: Path, tf_serving_testdata: Path
 ) -> None:
-    from tfship.serving.docker.run import start_container, stop_containers
+    from tfship.deploy.docker.run import start_container, stop_containers
 
     bad = tmp_path / "models"
     shutil.copytree(tf_serving_testdata / "bad_half_plus_two", bad / "bad_half_plus_two")
@@ -254,7 +254,7 @@ def test_cli_serve_docker_runs_until_interrupted(engine, standin_base: str, mode
 
 
 def test_cli_stop_removes_tfship_containers(engine, standin_base: str, models) -> None:  # type: ignore[no-untyped-def]
-    from tfship.serving.docker.run import start_container
+    from tfship.deploy.docker.run import start_container
 
     root, _ = models
     name = f"tfship-e2e-stop-{os.getpid()}"

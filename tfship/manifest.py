@@ -14,7 +14,7 @@ Files, all in ``VERSION/assets.extra/`` (TF Serving copies nothing from there; i
 
 Example::
 
-    from tfship.export.manifest import read_manifest, load_samples
+    from tfship.manifest import read_manifest, load_samples
     m = read_manifest("models/mnist/3")
     inputs, expected = load_samples("models/mnist/3")
     m.signature.inputs[0].name, m.signature.inputs[0].dtype, m.signature.inputs[0].shape
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tfship.export.tolerance import Tolerance, resolve_tolerances
 
 from tfship.errors import ExportError
+from tfship.tolerance import Tolerance, resolve_tolerances
 from tfship.wire import dtypes
 
 __all__ = [

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tfship.serving.docker.context import DEFAULT_BASE_IMAGE
-from tfship.serving.docker.engine import connect, require_image
-from tfship.serving.docker.run import ServingContainer, start_container
+from tfship.deploy.docker.context import DEFAULT_BASE_IMAGE
+from tfship.deploy.docker.engine import connect, require_image
+from tfship.deploy.docker.run import ServingContainer, start_container
 
 if TYPE_CHECKING:
     import docker

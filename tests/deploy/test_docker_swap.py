@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from swap_checks import assert_clean_traffic, check_latest_swaps_under_load
 from tfship.client import connect
-from tfship.client.history import read_history
-from tfship.client.server_process import free_port
-from tfship.client.swap import SwapOptions, rollback, swap
-from tfship.client.traffic import Traffic
+from tfship.deploy.history import read_history
+from tfship.deploy.launch import free_port
+from tfship.deploy.swap import SwapOptions, rollback, swap
+from tfship.deploy.traffic import Traffic
 from tfship.export import export_model
 
 from tfship.errors import SwapError
@@ -52,7 +52,7 @@ def _private_umask() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _serve(engine: Any, image: str, models_dir: Path, *extra: str) -> Iterator[str]:
-    from tfship.serving.docker.run import start_container
+    from tfship.deploy.docker.run import start_container
 
     with start_container(image, models_dir=models_dir, grpc_port=free_port(), rest_port=free_port(),
                          extra_args=extra, client=engine) as server:

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 from tfship.client import connect
-from tfship.client.history import read_history
-from tfship.client.swap import SwapOptions, swap
-from tfship.client.traffic import Traffic
+from tfship.deploy.history import read_history
+from tfship.deploy.swap import SwapOptions, swap
+from tfship.deploy.traffic import Traffic
 
 
 def assert_clean_traffic(traffic: Traffic, allowed: set[int]) -> None:

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfship.deploy.docker.context import MODELS_ROOT, discover_models
+from tfship.deploy.docker.engine import connect, require_image, uses_host_network
 from tfship.serving.config import ModelEntry, format_model_config
-from tfship.serving.docker.context import MODELS_ROOT, discover_models
-from tfship.serving.docker.engine import connect, require_image, uses_host_network
 
 from tfship.errors import DockerError, NotFoundError, TfshipError, UnavailableError
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from client_test_models import needs_tf
 
 pytest_plugins = ["pytester"]
 
@@ -15,7 +14,6 @@ def test_plugin_is_registered(pytestconfig: Any) -> None:
     assert pytestconfig.pluginmanager.has_plugin("tfship")
 
 
-@needs_tf
 def test_tfship_serve_in_a_users_test_suite(pytester: Any, tf_serving_testdata: Path) -> None:
     model_dir = tf_serving_testdata / "saved_model_half_plus_two_cpu"
     pytester.makepyfile(test_user=f"""
@@ -38,7 +36,6 @@ def test_tfship_serve_in_a_users_test_suite(pytester: Any, tf_serving_testdata: 
     result.assert_outcomes(passed=2)
 
 
-@needs_tf
 def test_tfship_server_from_ini(pytester: Any, tf_serving_testdata: Path) -> None:
     model_dir = tf_serving_testdata / "saved_model_half_plus_two_2_versions"
     pytester.makeini(f"[pytest]\ntfship_model_dir = {model_dir}\ntfship_model_name = half2\n")

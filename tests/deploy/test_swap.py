@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 from swap_checks import assert_clean_traffic, check_latest_swaps_under_load
 from tfship.client import connect
-from tfship.client.history import read_history
-from tfship.client.server_process import start_model_server
-from tfship.client.swap import SwapOptions, rollback, swap
-from tfship.client.traffic import Traffic
+from tfship.deploy.history import read_history
+from tfship.deploy.launch import start_model_server
+from tfship.deploy.swap import SwapOptions, rollback, swap
+from tfship.deploy.traffic import Traffic
 from tfship.export import export_model
 
 from tfship.cli import main as cli

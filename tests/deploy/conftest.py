@@ -48,7 +48,7 @@ def _unavailable(reason: str) -> None:
 def engine() -> Iterator[Any]:
     try:
         import docker  # noqa: F401
-        from tfship.serving.docker.engine import connect
+        from tfship.deploy.docker.engine import connect
 
         client = connect(timeout=900)
     except ImportError:
@@ -63,7 +63,7 @@ def engine() -> Iterator[Any]:
 def standin_base(engine: Any) -> str:
     """tfship/serving-standin:<hash>: built once per machine and input hash, then reused."""
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
-        from tfship.serving.docker.engine import image_exists
+        from tfship.deploy.docker.engine import image_exists
 
         tag = subprocess.run(
             [str(REPO_ROOT / "scripts" / "build-standin-base"), "--print-tag"],

@@ -37,7 +37,7 @@ class ServedModel:
     """A running server (``server``) and clients connected to it over both transports."""
 
     name: str
-    server: Any  # tfship.client.server_process.ModelServer
+    server: Any  # tfship.deploy.launch.ModelServer
     grpc: Any  # tfship.client.Client
     rest: Any
 
@@ -59,7 +59,7 @@ class _Servers:
               wait_for: Sequence[tuple[str, int | None]] | None = None,
               extra_args: Sequence[str] = (), timeout: float = 120.0, **kwargs: Any) -> ServedModel:
         from tfship.client import connect
-        from tfship.client.server_process import start_model_server
+        from tfship.deploy.launch import start_model_server
 
         name = model_name or Path(model_dir).resolve().name
         server = start_model_server(model_dir, name, wait_for=wait_for, extra_args=extra_args,

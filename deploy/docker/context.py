@@ -81,7 +81,7 @@ class BuildContext:
 
 def dockerfile_template() -> str:
     """The text of ``Dockerfile.serving`` as shipped in the package (== the repo-root file)."""
-    return resources.files("tfship.serving.docker").joinpath("Dockerfile.serving").read_text()
+    return resources.files("tfship.deploy.docker").joinpath("Dockerfile.serving").read_text()
 
 
 def _is_version_dir(path: Path) -> bool:

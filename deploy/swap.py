@@ -19,11 +19,11 @@ Two ways a server can pick its default version, two swap plans:
   server by version number, and only then the label is moved (push 2: TF Serving refuses a label
   on a version that is not loaded), and the old version is dropped (push 3).
 
-Every outcome is appended to the swap history (:mod:`tfship.client.history`). A version that fails
+Every outcome is appended to the swap history (:mod:`tfship.deploy.history`). A version that fails
 to load or fails parity never becomes the default: it is moved to ``MODELS_DIR/.tfship/quarantine``
 and the swap raises :class:`~tfship.errors.SwapError` carrying the :class:`SwapRecord`.
 
->>> from tfship.client.swap import SwapOptions, swap
+>>> from tfship.deploy.swap import SwapOptions, swap
 >>> options = SwapOptions(url="grpc://127.0.0.1:8500")
 >>> record = swap("models", "mnist", "mnist_v2.keras", options=options)  # doctest: +SKIP
 >>> record.to_version, record.publish_to_serving_s  # doctest: +SKIP
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfship.client.history import SwapRecord, append_record, last_promoted
+from tfship.deploy.history import SwapRecord, append_record, last_promoted
 
 from tfship.durable import fsync_dir
 from tfship.errors import ServingError, SwapError, TfshipError
@@ -540,9 +540,10 @@ def _disk_signature(version_dir: Path) -> Any:
 
 def _in_process_parity(name: str, staged: _Staged, tolerances: Mapping[str, Any] | None) -> str | None:
     """Load the version with the server's own runtime and replay its reference samples."""
-    from tfship.export.manifest import load_samples
-    from tfship.export.tolerance import compare_outputs, resolve_tolerances
     from tfship.serving.runtime.servable import Servable
+
+    from tfship.manifest import load_samples
+    from tfship.tolerance import compare_outputs, resolve_tolerances
 
     try:
         inputs, expected = load_samples(staged.path)

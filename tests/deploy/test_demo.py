@@ -7,10 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from client_test_models import needs_tf
 
 
-@needs_tf
 @pytest.mark.slow
 def test_demo_passes_every_check(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "tfship", "demo", "--workdir", str(tmp_path)],

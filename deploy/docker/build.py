@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tfship.serving.docker.context import DEFAULT_BASE_IMAGE, BuildContext
-from tfship.serving.docker.engine import connect, require_image
+from tfship.deploy.docker.context import DEFAULT_BASE_IMAGE, BuildContext
+from tfship.deploy.docker.engine import connect, require_image
 
 from tfship.errors import DockerError
 

@@ -3,7 +3,7 @@ all through the docker SDK (never the docker CLI)."""
 
 from __future__ import annotations
 
-from tfship.serving.docker.context import (
+from tfship.deploy.docker.context import (
     DEFAULT_BASE_IMAGE,
     BuildContext,
     ModelSource,
