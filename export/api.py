@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 from tfship.export import publish as _publish
+from tfship.export.manifest import save_samples, write_manifest
 from tfship.export.versions import validate_model_name, validate_version
 
-from tfship.manifest import WARMUP_PATH, Manifest, Signature, file_checksums, save_samples, write_manifest
+from tfship.manifest import WARMUP_PATH, Manifest, Signature, file_checksums
 from tfship.tolerance import OutputDiff, Tolerance, resolve_tolerances
 
 __all__ = ["ExportResult", "export_model"]

@@ -1,7 +1,8 @@
-"""The tfship manifest and sample files of a version dir: format, reading, writing, checksums.
+"""The tfship manifest and sample files of a version dir: format, reading, checksums.
 
-TF-FREE (json + numpy only): the client reads manifests and samples for parity checks against a
-server, without the original model and without TensorFlow.
+Ground layer, TF-FREE (json + numpy only): the client reads manifests and samples for parity checks
+against a server, without the original model and without TensorFlow; ``tfship.export.manifest``
+writes them.
 
 Files, all in ``VERSION/assets.extra/`` (TF Serving copies nothing from there; it only reads
 ``tf_serving_warmup_requests``)::
@@ -48,8 +49,6 @@ __all__ = [
     "Manifest",
     "ChecksumReport",
     "read_manifest",
-    "write_manifest",
-    "save_samples",
     "load_samples",
     "file_checksums",
     "verify_checksums",
@@ -205,44 +204,12 @@ def read_manifest(version_dir: str | os.PathLike[str]) -> Manifest:
         raise ExportError(f"malformed tfship manifest {path}: {exc!r}") from exc
 
 
-def write_manifest(version_dir: str | os.PathLike[str], manifest: Manifest) -> Path:
-    """Write the manifest as indented JSON; return its path."""
-    path = Path(version_dir) / MANIFEST_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest.to_json(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
-
-
-def _to_storable(array: np.ndarray) -> np.ndarray:
-    array = np.asarray(array)
-    if array.dtype.kind in "OU":
-        flat = [v.encode() if isinstance(v, str) else bytes(v) for v in array.reshape(-1)]
-        return np.array(flat, dtype=np.bytes_).reshape(array.shape) if flat else (
-            np.zeros(array.shape, np.bytes_))
-    return array
-
-
 def _from_storable(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind == "S":
         out = np.empty(array.shape, dtype=object)
         out.reshape(-1)[:] = [bytes(v) for v in array.reshape(-1)]
         return out
     return array
-
-
-def save_samples(
-    version_dir: str | os.PathLike[str],
-    inputs: Mapping[str, np.ndarray],
-    outputs: Mapping[str, np.ndarray],
-) -> Path:
-    """Write sample inputs and expected outputs to ``assets.extra/tfship_samples.npz``."""
-    path = Path(version_dir) / SAMPLES_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"inputs/{k}": _to_storable(v) for k, v in inputs.items()}
-    arrays.update({f"outputs/{k}": _to_storable(v) for k, v in outputs.items()})
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)  # type: ignore[arg-type]
-    return path
 
 
 def load_samples(

@@ -12,7 +12,7 @@ import tfship.client
 from tfship.client import connect, check_parity, predict_batches
 import tfship.client.grpc_transport, tfship.client.rest_transport, tfship.client.batch.job
 import tfship.deploy.pytest_plugin, tfship.deploy.launch
-import tfship.manifest, tfship.tolerance
+import tfship.manifest, tfship.tolerance, tfship.export.manifest
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tensorflow_serving"))
 assert not heavy, heavy
 print("ok")

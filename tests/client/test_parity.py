@@ -65,7 +65,9 @@ def test_smoke_cli_both_transports(server: Any, keras_v1: Path, tmp_path: Path) 
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.count("PASS keras v1") == 2
 
-    from tfship.manifest import load_samples, save_samples
+    from tfship.export.manifest import save_samples
+
+    from tfship.manifest import load_samples
 
     bad = tmp_path / "1"
     shutil.copytree(keras_v1, bad)
