@@ -1,10 +1,13 @@
 """Start ``tfship-model-server`` as a subprocess and wait until it really serves.
 
 * :func:`start_model_server` - free loopback ports, for the pytest plugin, ``tfship demo`` and tests;
-* :func:`start_local_server` - ``tfship serve``: every model under MODELS_DIR on the given ports.
+* :func:`start_local_server` - ``tfship serve``: every model under MODELS_DIR on the given ports;
+* :func:`wait_until_serving` - the one readiness wait, also used for server containers
+  (:meth:`tfship.deploy.docker.run.ServingContainer.wait_until_available`).
 
-Readiness is a bounded wait on GetModelStatus (the way TF Serving readiness probes work; an open
-port is not readiness: a model may still fail), and the process is always terminated.
+Readiness is a bounded wait on GetModelStatus through :mod:`tfship.client` (the way TF Serving
+readiness probes work; an open port is not readiness: a model may still fail), and a server that
+does not get ready is always stopped.
 
 >>> with start_model_server("models/digits", "digits") as server:   # doctest: +SKIP
 ...     with connect(server.grpc_url) as client:
@@ -26,19 +29,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from tfship.client.connect import connect
 
-from tfship.errors import ConfigError, NotFoundError, ServingError, UnavailableError
+from tfship.errors import ConfigError, DeadlineExceededError, NotFoundError, ServingError, UnavailableError
 
 if TYPE_CHECKING:
     from tfship.serving.config.model_config import ModelEntry
 
-__all__ = ["ModelServer", "free_port", "start_model_server", "server_command",
+__all__ = ["ModelServer", "free_port", "start_model_server", "server_command", "wait_until_serving",
            "LocalServer", "discover_models", "start_local_server", "MODEL_NAME_RE"]
 
 
@@ -135,41 +138,60 @@ def start_model_server(model_base_path: str | os.PathLike[str] | None = None,
     server = ModelServer(process, grpc_port, rest_port, Path(log_path), args)
     targets: list[tuple[str, int | None]] = (
         list(wait_for) if wait_for else [(model_name or Path(str(model_base_path)).name, None)])
+
+    def check_alive() -> None:
+        if server.process.poll() is not None:
+            raise UnavailableError(f"tfship-model-server exited with status {server.process.returncode} "
+                                   f"before serving. Log tail:\n{server.log_tail()}")
+
     try:
-        _wait_ready(server, targets, timeout)
+        wait_until_serving(server.grpc_url, targets, rest_url=server.rest_url if rest else None,
+                           timeout=timeout, check_alive=check_alive,
+                           describe=lambda: f". Log tail:\n{server.log_tail()}")
     except BaseException:
         server.stop()
         raise
     return server
 
 
-def _wait_ready(server: ModelServer, targets: list[tuple[str, int | None]], timeout: float) -> None:
+def wait_until_serving(grpc_url: str, models: Sequence[tuple[str, int | None]], *,
+                       rest_url: str | None = None, timeout: float = 120.0,
+                       check_alive: Callable[[], None] = lambda: None,
+                       describe: Callable[[], str] = lambda: "") -> dict[str, int]:
+    """Block until a server really serves; the one readiness wait of every launcher.
+
+    Every ``(model, version or None)`` must report that version (or any) AVAILABLE through
+    GetModelStatus over gRPC (TF Serving's own readiness signal; an open port is not: a model may
+    still be loading or fail), then ``rest_url``, if given, must answer too (TF Serving opens REST
+    just after gRPC). ``check_alive()`` runs between polls and raises when the server is gone
+    (process or container exited). Returns ``{model: available version}``.
+
+    Raises :class:`UnavailableError` when a version fails to load or ``timeout`` passes, with
+    ``describe()`` (e.g. the server's log tail) appended.
+    """
     deadline = time.monotonic() + timeout
-    clients = [connect(server.grpc_url)] + ([connect(server.rest_url)] if server.rest_port else [])
-    try:
-        for client in clients:
-            for model, version in targets:
-                while True:
-                    if server.process.poll() is not None:
-                        raise UnavailableError(
-                            f"tfship-model-server exited with status {server.process.returncode} "
-                            f"before serving {model!r}. Log tail:\n{server.log_tail()}")
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise UnavailableError(
-                            f"tfship-model-server did not serve {model!r} on {client.url} within "
-                            f"{timeout:g} s. Log tail:\n{server.log_tail()}")
-                    try:
-                        client.wait_until_available(model, version, timeout=min(left, 2.0))
-                        break
-                    except (UnavailableError, NotFoundError):
-                        continue
-                    except ServingError as exc:
-                        raise UnavailableError(
-                            f"{model!r} failed to load: {exc}. Log tail:\n{server.log_tail()}") from None
-    finally:
-        for client in clients:
-            client.close()
+    ready: dict[str, int] = {}
+    last = "no answer yet"
+    # gRPC for every model first, then the REST port for the first one
+    stages = [(grpc_url, list(models))] + ([(rest_url, list(models)[:1])] if rest_url else [])
+    for url, pending in stages:
+        with connect(url) as client:
+            while pending:
+                check_alive()
+                model, version = pending[0]
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    names = sorted({m for m, _ in pending})
+                    raise UnavailableError(f"{names} did not become AVAILABLE on {url} within {timeout:g} s "
+                                           f"(last status: {last}){describe()}")
+                try:
+                    ready[model] = client.wait_until_available(model, version, timeout=min(left, 2.0))
+                    pending.pop(0)
+                except (UnavailableError, NotFoundError, DeadlineExceededError) as exc:
+                    last = exc.message  # not loaded yet (or not listening yet): poll again
+                except ServingError as exc:
+                    raise UnavailableError(f"{model!r} failed to load: {exc}{describe()}") from None
+    return ready
 
 
 #: model names tfship accepts (letters, digits, ``_ . -``); they appear in URLs and file names
@@ -221,6 +243,10 @@ class LocalServer(ModelServer):
         return f"{self.host}:{self.grpc_port}"
 
     @property
+    def grpc_url(self) -> str:
+        return f"grpc://{self.grpc_target}"
+
+    @property
     def rest_url(self) -> str:
         return f"http://{self.host}:{self.rest_port}" if self.rest_port else ""
 
@@ -234,22 +260,6 @@ class LocalServer(ModelServer):
             self._tmpdir.cleanup()
             self._tmpdir = None
         return rc
-
-
-def _available(target: str, name: str) -> bool:
-    import grpc
-    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
-
-    with grpc.insecure_channel(target) as channel:
-        stub = model_service_pb2_grpc.ModelServiceStub(channel)
-        req = get_model_status_pb2.GetModelStatusRequest()
-        req.model_spec.name = name
-        try:
-            resp = stub.GetModelStatus(req, timeout=2)
-        except grpc.RpcError:
-            return False
-    return any(s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
-               for s in resp.model_version_status)
 
 
 def start_local_server(
@@ -297,22 +307,23 @@ def start_local_server(
                                    preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     server = LocalServer(process, port, rest_port, out_log, args, host=host, models=names,
                          config_path=config_file, _tmpdir=tmpdir)
-    deadline = time.monotonic() + timeout
-    pending = list(names)
+
+    def check_alive() -> None:
+        if process.poll() is not None:
+            message = out_log.read_text(errors="replace").strip().splitlines()
+            failure = next((m for m in message if m.startswith("Failed to start server")),
+                           f"tfship-model-server exited with code {process.returncode}")
+            raise _unavailable(failure)
+
     try:
-        while pending:
-            if process.poll() is not None:
-                message = out_log.read_text(errors="replace").strip().splitlines()
-                failure = next((m for m in message if m.startswith("Failed to start server")),
-                               f"tfship-model-server exited with code {process.returncode}")
-                raise _unavailable(failure)
-            if time.monotonic() > deadline:
-                raise _unavailable(f"models {pending} did not become AVAILABLE within {timeout:.0f}s "
-                                   "(see the server log above; a model with no version dir waits "
-                                   "forever, like TF Serving)")
-            pending = [n for n in pending if not _available(server.grpc_target, n)]
-            if pending:
-                time.sleep(0.2)  # poll interval of a readiness check, not synchronisation
+        wait_until_serving(server.grpc_url, [(n, None) for n in names], rest_url=server.rest_url or None,
+                           timeout=timeout, check_alive=check_alive,
+                           describe=lambda: " (see the server log above; a model with no version dir "
+                                            "waits forever, like TF Serving)")
+    except UnavailableError as exc:
+        server.stop()
+        exc.exit_code = 3  # type: ignore[attr-defined]
+        raise
     except BaseException:
         server.stop()
         raise
@@ -329,8 +340,6 @@ def _die_with_parent() -> None:
 
 
 def _check_port_free(host: str, port: int) -> None:
-    import socket
-
     if not port:
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -24,16 +24,16 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tfship.deploy.docker.context import MODELS_ROOT, discover_models
 from tfship.deploy.docker.engine import connect, require_image, uses_host_network
+from tfship.deploy.launch import wait_until_serving
 from tfship.serving.config import ModelEntry, format_model_config
 
-from tfship.errors import DockerError, NotFoundError, TfshipError, UnavailableError
+from tfship.errors import DockerError, UnavailableError
 
 if TYPE_CHECKING:
     import docker
@@ -86,43 +86,13 @@ class ServingContainer:
         Returns ``{model: version}``. Raises :class:`DockerError` with the last log lines when
         the container exits first or ``timeout`` passes.
         """
-        from tfship.client import connect as connect_client
-
-        deadline = time.monotonic() + timeout
-        ready: dict[str, int] = {}
-        last = "no answer yet"
-        with connect_client(self.grpc_url) as client, connect_client(self.rest_url) as rest:
-            while True:
-                self._raise_if_exited()
-                for model in self.models:
-                    if model in ready:
-                        continue
-                    try:
-                        statuses = client.status(model, timeout=5.0)
-                    except (UnavailableError, NotFoundError) as exc:
-                        last = exc.message
-                        continue
-                    except TfshipError as exc:
-                        last = str(exc)
-                        continue
-                    available = [s.version for s in statuses if s.available]
-                    if available:
-                        ready[model] = max(available)
-                    else:
-                        last = f"{model}: " + ", ".join(str(s) for s in statuses)
-                if len(ready) == len(self.models):
-                    try:
-                        rest.status(self.models[0], timeout=5.0)
-                        return ready
-                    except TfshipError as exc:
-                        last = f"REST: {exc}"
-                if time.monotonic() >= deadline:
-                    self._raise_if_exited()
-                    raise DockerError(
-                        f"Container {self.name} did not serve {sorted(set(self.models) - set(ready))} "
-                        f"within {timeout:g} s (last status: {last}). Last log lines:\n{self.logs()}"
-                    )
-                time.sleep(0.25)  # polling a remote state; bounded by the deadline above
+        try:
+            return wait_until_serving(self.grpc_url, [(m, None) for m in self.models], rest_url=self.rest_url,
+                                      timeout=timeout, check_alive=self._raise_if_exited,
+                                      describe=lambda: f". Last log lines:\n{self.logs()}")
+        except UnavailableError as exc:
+            self._raise_if_exited()
+            raise DockerError(f"Container {self.name} did not serve: {exc.message}") from None
 
     def _raise_if_exited(self) -> None:
         self.container.reload()
