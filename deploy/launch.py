@@ -41,7 +41,7 @@ from tfship.errors import ConfigError, DeadlineExceededError, NotFoundError, Ser
 if TYPE_CHECKING:
     from tfship.serving.config.model_config import ModelEntry
 
-__all__ = ["ModelServer", "free_port", "start_model_server", "server_command", "wait_until_serving",
+__all__ = ["ModelServer", "free_port", "start_model_server", "server_command", "stop_process", "wait_until_serving",
            "LocalServer", "discover_models", "start_local_server", "MODEL_NAME_RE"]
 
 
@@ -50,6 +50,19 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
+    """SIGTERM (the server drains in-flight requests), wait up to ``timeout`` s, then SIGKILL.
+    Returns the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    return process.returncode
 
 
 def server_command() -> list[str]:
@@ -66,14 +79,16 @@ class ModelServer:
     rest_port: int
     log_path: Path
     args: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     @property
     def grpc_url(self) -> str:
-        return f"grpc://127.0.0.1:{self.grpc_port}"
+        return f"grpc://{self.host}:{self.grpc_port}"
 
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
+        """``""`` when the server runs without REST (``--rest_api_port=0``)."""
+        return f"http://{self.host}:{self.rest_port}" if self.rest_port else ""
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -84,14 +99,7 @@ class ModelServer:
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Returns the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
     def __enter__(self) -> ModelServer:
         return self
@@ -145,7 +153,7 @@ def start_model_server(model_base_path: str | os.PathLike[str] | None = None,
                                    f"before serving. Log tail:\n{server.log_tail()}")
 
     try:
-        wait_until_serving(server.grpc_url, targets, rest_url=server.rest_url if rest else None,
+        wait_until_serving(server.grpc_url, targets, rest_url=server.rest_url or None,
                            timeout=timeout, check_alive=check_alive,
                            describe=lambda: f". Log tail:\n{server.log_tail()}")
     except BaseException:
@@ -233,7 +241,6 @@ def discover_models(models_dir: Path) -> list[ModelEntry]:
 class LocalServer(ModelServer):
     """A running ``tfship-model-server`` subprocess started by :func:`start_local_server`."""
 
-    host: str = "127.0.0.1"
     models: list[str] = field(default_factory=list)
     config_path: Path | None = None
     _tmpdir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
@@ -241,14 +248,6 @@ class LocalServer(ModelServer):
     @property
     def grpc_target(self) -> str:
         return f"{self.host}:{self.grpc_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"grpc://{self.grpc_target}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{self.host}:{self.rest_port}" if self.rest_port else ""
 
     def wait(self) -> int:
         return self.process.wait()

@@ -2,15 +2,15 @@
 
 :func:`launch` starts the server with TF Serving flags on free 127.0.0.1 ports and waits (bounded)
 until it is ready like upstream's ``WaitForServerReady`` (a Predict for
-``intentionally_missing_model`` fails mentioning ``Servable``), every model in ``models`` has a
-version AVAILABLE (GetModelStatus) and the REST port accepts connections.
+``intentionally_missing_model`` fails mentioning ``Servable``), then every model in ``models`` has a
+version AVAILABLE and REST answers (``tfship.deploy.launch.wait_until_serving``, the readiness wait
+of every tfship launcher; without models: the REST port accepts connections).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tfship.deploy.launch import free_port, server_command
+from tfship.deploy.launch import free_port, server_command, stop_process, wait_until_serving
 
 __all__ = ["ServerProcess", "free_port", "launch", "server_command", "substitute_config", "wait_until"]
 
@@ -98,22 +98,28 @@ class ServerProcess:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return int(self.proc.returncode)
+        return int(stop_process(self.proc, timeout))
+
+
+def _check_alive(server: ServerProcess) -> None:
+    if server.proc.poll() is not None:
+        raise AssertionError(f"model server exited with {server.proc.returncode}\n{server.output()}")
+
+
+def _rest_port_open(server: ServerProcess) -> bool:
+    _check_alive(server)
+    try:
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def _grpc_ready(server: ServerProcess) -> bool:
     import grpc
     from tensorflow_serving.apis import predict_pb2
 
-    if server.proc.poll() is not None:
-        raise AssertionError(f"model server exited with {server.proc.returncode}\n{server.output()}")
+    _check_alive(server)
     req = predict_pb2.PredictRequest()
     req.model_spec.name = "intentionally_missing_model"
     try:
@@ -121,16 +127,6 @@ def _grpc_ready(server: ServerProcess) -> bool:
     except grpc.RpcError as exc:
         return "Servable" in (exc.details() or "")
     return False
-
-
-def _rest_ready(server: ServerProcess) -> bool:
-    if server.proc.poll() is not None:
-        raise AssertionError(f"model server exited with {server.proc.returncode}\n{server.output()}")
-    try:
-        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def launch(
@@ -153,10 +149,12 @@ def launch(
     try:
         server.channel = grpc.insecure_channel(server.grpc_address)
         wait_until(lambda: _grpc_ready(server), timeout, "gRPC readiness")
-        for name in models:
-            wait_until(lambda n=name: server.available_versions(n), timeout, f"{name} AVAILABLE")
-        if rest_port:
-            wait_until(lambda: _rest_ready(server), timeout, "REST port")
+        if models:  # the one readiness wait tfship's launchers use (GetModelStatus, then REST)
+            wait_until_serving(f"grpc://{server.grpc_address}", [(name, None) for name in models],
+                               rest_url=server.rest_url if rest_port else None, timeout=timeout,
+                               check_alive=lambda: _check_alive(server), describe=lambda: "\n" + server.output())
+        elif rest_port:
+            wait_until(lambda: _rest_port_open(server), timeout, "REST port")
     except BaseException:
         server.terminate()
         raise
