@@ -46,8 +46,9 @@ def test_config_defaults_raise_message_limits_and_bound_backoff() -> None:
     assert [policy.backoff(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.3, 0.3]
 
 
-def test_metadata_json_from_tf_serving(tf_serving_testdata: Path) -> None:
-    doc = json.loads((tf_serving_testdata / "half_plus_two_model_metadata.json").read_text())
+@pytest.mark.tf_serving_shared
+def test_metadata_json_from_tf_serving(tf_serving_shared: Path) -> None:
+    doc = json.loads((tf_serving_shared / "half_plus_two_model_metadata.json").read_text())
     meta = metadata_from_json(doc, "half")
     sig = meta.signatures["serving_default"]
     assert sig.inputs["x"].dtype == "DT_FLOAT" and sig.inputs["x"].shape == (-1, 1)

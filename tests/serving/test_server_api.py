@@ -1,7 +1,8 @@
-"""gRPC + REST API of tfship-model-server against the real TF Serving test models (one server).
+"""gRPC + REST API of tfship-model-server on TF Serving's test models (one server).
 
-Values are what the models really compute (see the testdata README); messages and codes are TF
-Serving's (spec sections 4-6).
+Values are what the models really compute (see the testdata README; the server runs the generated
+stand-ins, which tests/test_tf_serving_models.py proves identical); messages and codes are TF
+Serving's (spec sections 4-6). The metadata tests compare with TF Serving's own JSON in ../shared.
 """
 
 from __future__ import annotations
@@ -248,14 +249,15 @@ def test_grpc_multi_inference(server: ServerProcess) -> None:
 # ----------------------------------------------------------------------------- metadata/status
 
 
-def test_grpc_metadata_equals_upstream_json(server: ServerProcess, tf_serving_testdata: Path) -> None:
+@pytest.mark.tf_serving_shared
+def test_grpc_metadata_equals_upstream_json(server: ServerProcess, tf_serving_shared: Path) -> None:
     req = get_model_metadata_pb2.GetModelMetadataRequest()
     req.model_spec.name = "default"
     req.metadata_field.append("signature_def")
     resp = server.prediction.GetModelMetadata(req, timeout=30)
     sig_map = get_model_metadata_pb2.SignatureDefMap()
     resp.metadata["signature_def"].Unpack(sig_map)
-    expected = json.loads((tf_serving_testdata / "half_plus_two_model_metadata.json").read_text())
+    expected = json.loads((tf_serving_shared / "half_plus_two_model_metadata.json").read_text())
     got = json_format.MessageToDict(sig_map, preserving_proto_field_name=True,
                                     always_print_fields_with_no_presence=True)
     assert got == expected["metadata"]["signature_def"]
@@ -322,14 +324,18 @@ def test_rest_gzip_body(rest: httpx.Client) -> None:
     assert r.json() == {"predictions": [3.0]}
 
 
-def test_rest_status_and_metadata(rest: httpx.Client, tf_serving_testdata: Path) -> None:
+def test_rest_status(rest: httpx.Client) -> None:
     assert rest.get("/v1/models/default").json() == {"model_version_status": [
         {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
     assert rest.get(f"/v1/models/{TWO}/versions/123").json()["model_version_status"][0]["version"] == "123"
     assert len(rest.get(f"/v1/models/{TWO}/labels/stable").json()["model_version_status"]) == 2
-    expected = json.loads((tf_serving_testdata / "half_plus_two_model_metadata.json").read_text())
+
+
+@pytest.mark.tf_serving_shared
+def test_rest_metadata_equals_upstream_json(rest: httpx.Client, tf_serving_shared: Path) -> None:
+    expected = json.loads((tf_serving_shared / "half_plus_two_model_metadata.json").read_text())
     assert rest.get("/v1/models/default/metadata").json() == expected
-    expected2 = json.loads((tf_serving_testdata / f"{TWO}_metadata.json").read_text())
+    expected2 = json.loads((tf_serving_shared / f"{TWO}_metadata.json").read_text())
     assert rest.get(f"/v1/models/{TWO}/versions/123/metadata").json() == expected2
     assert rest.get(f"/v1/models/{TWO}/labels/stable/metadata").json() == expected2
 
