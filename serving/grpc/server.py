@@ -18,7 +18,7 @@ from tensorflow_serving.apis import (
 from ..core.server_core import ServerCore
 from .allocator import keep_freed_heap
 from .health import add_health_service
-from .predict_request import read_predict_request
+from .predict_request import read_predict_request, request_reader
 from .service import ModelServicer, PredictionServicer
 
 __all__ = ["build_grpc_server", "parse_channel_arguments", "prediction_service_handler", "MAX_MESSAGE_SIZE"]
@@ -72,15 +72,16 @@ def build_grpc_server(
 def prediction_service_handler(servicer: PredictionServicer) -> grpc.GenericRpcHandler:
     """tensorflow.serving.PredictionService, as the generated ``add_..._to_server`` registers it,
     except that Predict's request deserializer keeps input tensors as zero-copy views
-    (:mod:`.predict_request`)."""
+    (:mod:`.predict_request`) and that bytes no request parses from reach the servicer, which
+    answers INVALID_ARGUMENT (grpcio's own answer to a failing deserializer is INTERNAL)."""
     methods: dict[str, tuple[Any, Any]] = {
-        "Classify": (classification_pb2.ClassificationRequest.FromString,
+        "Classify": (request_reader(classification_pb2.ClassificationRequest),
                      classification_pb2.ClassificationResponse),
-        "Regress": (regression_pb2.RegressionRequest.FromString, regression_pb2.RegressionResponse),
+        "Regress": (request_reader(regression_pb2.RegressionRequest), regression_pb2.RegressionResponse),
         "Predict": (read_predict_request, predict_pb2.PredictResponse),
-        "MultiInference": (inference_pb2.MultiInferenceRequest.FromString,
+        "MultiInference": (request_reader(inference_pb2.MultiInferenceRequest),
                            inference_pb2.MultiInferenceResponse),
-        "GetModelMetadata": (get_model_metadata_pb2.GetModelMetadataRequest.FromString,
+        "GetModelMetadata": (request_reader(get_model_metadata_pb2.GetModelMetadataRequest),
                              get_model_metadata_pb2.GetModelMetadataResponse),
     }
     handlers = {

@@ -30,7 +30,7 @@ from tfship.wire.tensor import to_tensor_proto
 
 from ..core.method_check import check_method_name
 from ..core.server_core import ServerCore, resolve_model_spec
-from .predict_request import predict_inputs
+from .predict_request import MalformedRequest, predict_inputs
 from .status import abort_with, grpc_code  # noqa: F401 - re-exported for tests
 
 __all__ = ["PredictionServicer", "ModelServicer", "model_status_response", "metadata_response"]
@@ -99,10 +99,13 @@ class _Base:
     ) -> Any:
         """Acquire the version named by ``request.model_spec``, run ``fn(handle)``, map errors."""
         start = time.perf_counter()
-        model, version, status = request.model_spec.name, None, "OK"
+        malformed = isinstance(request, MalformedRequest)
+        model, version, status = "" if malformed else request.model_spec.name, None, "OK"
         if self.inflight is not None:
             self.inflight.inc()
         try:
+            if malformed:
+                raise request.error()
             with self.core.acquire_spec(request.model_spec, request.HasField("model_spec")) as h:
                 version = h.version
                 return fn(h)
@@ -170,6 +173,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
 
         start = time.perf_counter()
         status, version = "OK", None
+        if isinstance(request, MalformedRequest):
+            abort_with(context, request.error())
         try:
             if not request.tasks:
                 raise InvalidArgumentError("Tasks is empty.")

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import predict_pb2
-from tfship.serving.grpc.predict_request import WirePredictRequest, predict_inputs, read_predict_request
+from tfship.serving.grpc.predict_request import (
+    MalformedRequest,
+    WirePredictRequest,
+    predict_inputs,
+    read_predict_request,
+)
 
-from tfship.wire.tensor import to_ndarray, to_tensor_proto
+from tfship.errors import InvalidArgumentError
+from tfship.wire.tensor import to_tensor_proto
 
 
 def _request(**inputs: Any) -> Any:
@@ -103,8 +109,24 @@ def test_a_bad_tensor_fails_inside_the_call_not_in_the_deserializer() -> None:
     with pytest.raises(Exception) as ours:
         predict_inputs(wire)
     with pytest.raises(Exception) as theirs:
-        to_ndarray(request.inputs["x"])
+        predict_inputs(request)  # the generated message: to_ndarray's fast path, then decode_tensor
     assert type(ours.value) is type(theirs.value) and str(ours.value) == str(theirs.value)
+    assert str(ours.value).startswith("tensor parsing error: x. tensor_content holds 3 bytes")
+
+
+@pytest.mark.parametrize("size", [1, 1 << 17])  # generated parser / wire view
+def test_a_shape_claiming_more_than_was_sent_is_rejected_before_allocating(size: int) -> None:
+    request = _request(pad=np.zeros(size, np.uint8))
+    request.inputs["x"].dtype = 1
+    request.inputs["x"].tensor_shape.dim.add().size = 2**40
+    request.inputs["x"].float_val.append(1.0)
+    with pytest.raises(InvalidArgumentError, match=r"tensor parsing error: x\. .*at most 1048576 elements"):
+        predict_inputs(read_predict_request(request.SerializeToString()))
+    del request.inputs["x"].tensor_shape.dim[:]
+    for _ in range(300):
+        request.inputs["x"].tensor_shape.dim.add().size = 1
+    with pytest.raises(InvalidArgumentError, match="300 dimensions; at most 64"):
+        predict_inputs(read_predict_request(request.SerializeToString()))
 
 
 @pytest.mark.parametrize("data", [b"\x0a\x05abc", b"\x12\x02\x0a\xff", b"\x1a\x02\xff\xfe"],
@@ -113,5 +135,7 @@ def test_malformed_bytes_fail_like_the_generated_parser(data: bytes) -> None:
     data += b"\x22\x80\x80\x04" + bytes(1 << 16)  # + field 4 (unknown), 64 KiB: read from the wire
     with pytest.raises(DecodeError):
         predict_pb2.PredictRequest.FromString(data)
-    with pytest.raises(DecodeError):
-        read_predict_request(data)
+    # the servicer answers this INVALID_ARGUMENT (grpcio would say INTERNAL for an exception)
+    bad = read_predict_request(data)
+    assert isinstance(bad, MalformedRequest) and bad.message_type == "tensorflow.serving.PredictRequest"
+    assert bad.error().code.name == "INVALID_ARGUMENT"

@@ -404,3 +404,58 @@ def test_small_ragged_image_batches_fail_as_on_the_slow_path() -> None:
     with pytest.raises(InvalidArgumentError) as slow_error:
         decode_value(slow["instances"], FLOAT)
     assert str(fast_error.value) == str(slow_error.value)
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize("body", [
+    b"[" * 100_000 + b"]" * 100_000,
+    b"[" * 1_000_000,
+    b'{"instances": ' + b"[" * 1100 + b"NaN" + b"]" * 1100 + b"}",  # the stdlib parser's path
+], ids=["deep", "unclosed", "deep-with-nan"])
+def test_nesting_deeper_than_the_limit_is_a_parse_error_not_a_recursion_error(body: bytes) -> None:
+    with pytest.raises(InvalidArgumentError, match="nest deeper than 1024 levels at offset: 10"):
+        loads(body)
+
+
+def test_documents_up_to_the_depth_limit_parse_on_both_paths() -> None:
+    deep = b"[" * 1023 + b"%s" + b"]" * 1023
+    for value in (b"1", b"NaN"):  # orjson / stdlib parser (NaN), in a thread: less stack
+        with ThreadPoolExecutor(1) as pool:
+            doc = pool.submit(loads, b'{"a": ' + deep % value + b"}").result()
+        assert nested_shape(doc["a"]) == (1,) * 1023
+
+
+@pytest.mark.parametrize("body,offset", [
+    (b'{"instances": [[1e400]]}', 16),
+    (b'{"instances": [[-1e400]]}', 16),
+    (b'{"instances": [[NaN, 1e400]]}', 21),  # the stdlib parser's path
+    (b'{"inputs": {"x": [1' + b"0" * 400 + b"]}}", 18),  # an integer beyond double range
+    (b'{"examples": [{"x": NaN, "y": 1' + b"0" * 5000 + b"}]}", 30),  # beyond int() digit limit
+])
+def test_numbers_beyond_double_range_are_rejected_like_tf_serving(body: bytes, offset: int) -> None:
+    with pytest.raises(InvalidArgumentError) as err:
+        loads(body)
+    assert f"JSON Parse error: Number too big to be stored in double. at offset: {offset}" in err.value.message
+
+
+def test_large_integers_parse_as_orjson_reads_them_on_both_paths() -> None:
+    text = b'[18446744073709551615, 18446744073709551616, -9223372036854775809, 1.5e-400%s]'
+    assert loads(text % b"") == loads(text % b", NaN")[:4] == [
+        2**64 - 1, 1.8446744073709552e19, -9.223372036854776e18, 0.0]
+
+
+@pytest.mark.parametrize("body", [b'{"s": "\\ud800"}', b'{"n": NaN, "s": "x\\udc00"}'])
+def test_lone_surrogate_escapes_are_rejected_on_both_paths(body: bytes) -> None:
+    with pytest.raises(InvalidArgumentError, match="The surrogate pair in string is invalid"):
+        loads(body)
+
+
+def test_a_value_nested_deeper_than_max_rank_names_the_limit() -> None:
+    value: Any = 1.0
+    for _ in range(65):
+        value = [value]
+    for dtype in (FLOAT, STRING, None):
+        with pytest.raises(InvalidArgumentError, match="65 levels deep, but a tensor has at most 64"):
+            decode_value(value, dtype)

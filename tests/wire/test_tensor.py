@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -104,3 +107,53 @@ def test_too_many_values_is_rejected() -> None:
 def test_unsupported_numpy_dtype_names_the_fix() -> None:
     with pytest.raises(InvalidArgumentError, match="cast the array"):
         encode_tensor(np.array(["2020-01-01"], dtype="datetime64[D]"))
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+
+def _proto(dtype: int = 1, dims: tuple[int, ...] = (), **values: Any) -> Any:
+    proto = TensorProto(dtype=dtype)
+    for d in dims:
+        proto.tensor_shape.dim.add().size = d
+    for field, value in values.items():
+        if field == "tensor_content":
+            proto.tensor_content = value
+        else:
+            getattr(proto, field).extend(value)
+    return proto
+
+
+@pytest.mark.parametrize("proto,fragment", [
+    (_proto(1, (2**40,), float_val=[1.0]), "has 1099511627776 elements but only 1 values were sent"),
+    (_proto(7, (2**40,), string_val=[b"a"]), "at most 1048576 elements"),
+    (_proto(1, (2**20 + 1,)), "only 0 values were sent"),  # no values: zeros of that size
+    (_proto(1, (1,) * 300, float_val=[1.0]), "300 dimensions; at most 64"),
+    (_proto(1, (1,) * 65, tensor_content=b"\0" * 4), "65 dimensions; at most 64"),  # fast path
+    (_proto(1, (2**40, 2**40, 2**40), tensor_content=b"\0" * 4), "is too large"),
+    (_proto(1, (0, 2**62, 2**62)), "is too large"),  # numpy's bound even with no elements
+    (_proto(1, (-1,), float_val=[1.0]), "negative dimension"),
+])
+def test_impossible_shapes_are_rejected_before_any_allocation(proto: Any, fragment: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=re.escape(fragment)):
+        to_ndarray(proto)
+    with pytest.raises(InvalidArgumentError, match=re.escape(fragment)):
+        decode_tensor(proto.SerializeToString())
+
+
+def test_a_fill_up_to_the_limit_still_works_like_tensorflow() -> None:
+    assert to_ndarray(_proto(1, (1 << 20,), float_val=[2.0])).sum() == 2.0 * (1 << 20)
+
+
+@pytest.mark.parametrize("data,fragment", [
+    (b"\x08\x01\x2a\x03abc", "packed float_val of 3 bytes"),
+    (b"\x0a\x01\x01", "dtype is not an enum value"),
+    (b"\x08\x01\x28\x05", "float_val has wire type 0"),
+    (b"\x12\x02\x10\x01", "tensor_shape.dim is not a message"),
+    (b"\x12\x04\x12\x02\x0a\x00", "tensor_shape.dim.size is not an integer"),
+    (b"\x08\x12\x62\x04\0\0\0\0", "packed dcomplex_val of 4 bytes"),
+    (b"\x08\x01\x22\x05", "truncated"),
+])
+def test_malformed_tensor_bytes_are_invalid_argument(data: bytes, fragment: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=fragment):
+        decode_tensor(data)

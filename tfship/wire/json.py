@@ -21,17 +21,25 @@ import base64
 import binascii
 import json as _stdlib_json
 import re
+import sys
 from typing import Any
 
 import numpy as np
 import orjson
 
-from tfship.errors import InvalidArgumentError, UnimplementedError
+from tfship.errors import InvalidArgumentError, ServingError, UnimplementedError
 from tfship.wire import dtypes
 from tfship.wire import numeric_arrays as _arrays
-from tfship.wire.tensor import as_ndarray
+from tfship.wire.tensor import MAX_RANK, as_ndarray
 
-__all__ = ["dumps", "loads", "encode_value", "decode_value", "b64_value", "is_b64_object"]
+__all__ = [
+    "dumps", "loads", "encode_value", "decode_value", "b64_value", "is_b64_object", "MAX_DEPTH",
+]
+
+#: Deepest nesting of arrays and objects a document may have (orjson's and simdjson's limit).
+#: TF Serving's rapidjson parses iteratively without one, but no tensor nests deeper than
+#: MAX_RANK lists, and a limit keeps a million '[' from costing a million stack frames.
+MAX_DEPTH = 1024
 
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 # orjson knows these numpy dtypes natively; everything else is converted first.
@@ -79,11 +87,27 @@ def loads(data: bytes | bytearray | str, *, numeric_arrays: bool = False) -> Any
             return doc
     try:
         return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass  # NaN/Infinity tokens, or truly malformed: the stdlib parser tells which
+    except orjson.JSONDecodeError as exc:
+        # NaN/Infinity tokens, or truly malformed: the stdlib parser tells which. orjson stops at
+        # the first problem, so its two limits are reported at once (the stdlib parser has
+        # neither: it recurses per level and turns 1e400 into inf).
+        if exc.msg.startswith("depth limit exceeded"):
+            raise _too_deep(exc.pos) from None
+        if exc.msg.startswith("number is infinity"):
+            raise _too_big(exc.pos) from None
+        if "surrogate in string" in exc.msg:
+            raise _bad_surrogate(exc.pos) from None
     text = data.decode("utf-8", errors="replace") if isinstance(data, (bytes, bytearray)) else data
+    _check_depth(text)
     try:
-        return _stdlib_json.loads(text)
+        doc = _stdlib_json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
+        if "\\u" in text:
+            _check_surrogates(text)
+        return doc
+    except _NumberTooBig as exc:
+        raise _too_big(_number_offset(text, exc.token)) from None
+    except RecursionError:  # _check_depth leaves the parser room; this is the last resort
+        raise _too_deep(0) from None
     except _stdlib_json.JSONDecodeError as exc:
         reason = next((r for prefix, r in _REASONS if exc.msg.startswith(prefix)), None)
         if reason is None:
@@ -95,6 +119,114 @@ def loads(data: bytes | bytearray | str, *, numeric_arrays: bool = False) -> Any
                 else exc.msg + "."
             )
         raise InvalidArgumentError(f"JSON Parse error: {reason} at offset: {exc.pos}") from None
+
+
+def _too_deep(pos: int) -> ServingError:
+    return InvalidArgumentError(
+        f"JSON Parse error: Arrays and objects nest deeper than {MAX_DEPTH} levels at offset: "
+        f"{pos}. A tensor has at most {MAX_RANK} dimensions: check the brackets of the body."
+    )
+
+
+def _too_big(pos: int) -> ServingError:
+    # rapidjson's reason (what TF Serving answers), then how to fix it
+    return InvalidArgumentError(
+        f"JSON Parse error: Number too big to be stored in double. at offset: {pos}. "
+        "Send numbers within +-1.7976931348623157e308, or Infinity/-Infinity."
+    )
+
+
+def _bad_surrogate(pos: int) -> ServingError:
+    return InvalidArgumentError(
+        f"JSON Parse error: The surrogate pair in string is invalid. at offset: {pos}. "
+        "Escape characters beyond U+FFFF as a high + low surrogate pair, or send raw UTF-8."
+    )
+
+
+_STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+
+
+def _check_surrogates(text: str) -> None:
+    """Reject lone UTF-16 surrogate escapes (rapidjson and orjson do; the stdlib parser keeps
+    them as unencodable characters)."""
+    for match in _STRING.finditer(text):
+        token = match.group(0)
+        if "\\u" in token:
+            try:
+                _stdlib_json.loads(token).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise _bad_surrogate(match.start() + 1 + exc.start) from None
+
+
+class _NumberTooBig(ValueError):
+    def __init__(self, token: str) -> None:
+        super().__init__(token)
+        self.token = token
+
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def _parse_float(token: str) -> float:
+    value = float(token)
+    if value in (float("inf"), float("-inf")):
+        raise _NumberTooBig(token)
+    return value
+
+
+def _parse_int(token: str) -> int | float:
+    """Integers as orjson (and rapidjson) read them: exact within int64/uint64, else a double."""
+    if len(token) < 19:
+        return int(token)
+    if len(token) <= 21:  # long enough for any int64/uint64, short enough for int()
+        value = int(token)
+        if _INT64_MIN <= value <= _UINT64_MAX:
+            return value
+    return _parse_float(token)
+
+
+# A string (skipped) or a number token, as the stdlib scanner matches them.
+_TOKEN = re.compile(r'"(?:\\.|[^"\\])*"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)')
+
+
+def _number_offset(text: str, token: str) -> int:
+    for match in _TOKEN.finditer(text):
+        if match.group(1) == token:
+            return match.start()
+    return 0  # pragma: no cover - the parser saw the token in this text
+
+
+_DEPTH_DELTA: Any = None
+
+
+def _check_depth(text: str) -> None:
+    """Raise the depth error if ``text`` nests deeper than MAX_DEPTH (outside strings).
+
+    Only for the stdlib parser's documents (orjson checked the rest itself). Cheap unless the
+    text has more than MAX_DEPTH brackets, and then vectorized.
+    """
+    brackets = text.count("[") + text.count("{")
+    if brackets > 200:
+        # The stdlib parser recurses in C once per level, counted against the recursion limit:
+        # leave it room for MAX_DEPTH levels on top of the caller's frames.
+        needed = MAX_DEPTH + 1000
+        if sys.getrecursionlimit() < needed:
+            sys.setrecursionlimit(needed)
+    if brackets <= MAX_DEPTH:
+        return
+    global _DEPTH_DELTA
+    if _DEPTH_DELTA is None:
+        table = np.zeros(256, np.int8)
+        table[[ord("["), ord("{")]] = 1
+        table[[ord("]"), ord("}")]] = -1
+        _DEPTH_DELTA = table
+    # Strings become "" (same length would be needed for offsets: pad them with spaces).
+    masked = _STRING.sub(lambda m: " " * len(m.group(0)), text)
+    codes = np.frombuffer(masked.encode("latin-1", errors="replace"), np.uint8)
+    depth = np.cumsum(_DEPTH_DELTA[codes], dtype=np.int64)
+    over = np.flatnonzero(depth > MAX_DEPTH)
+    if over.size:
+        raise _too_deep(int(over[0]))
 
 
 def _inside_object(text: str, pos: int) -> bool:
@@ -187,6 +319,12 @@ def decode_value(value: Any, dtype: dtypes.DType | None = None) -> np.ndarray:
         raise UnimplementedError(
             f"Conversion of JSON Value of type {dtype.json_name} is not supported by TF Serving's "
             "REST API; send it over gRPC."
+        )
+    shape = _shape_of(value)
+    if len(shape) > MAX_RANK:
+        raise InvalidArgumentError(
+            f"JSON Value nests lists {len(shape)} levels deep, but a tensor has at most "
+            f"{MAX_RANK} dimensions: check the brackets of the value."
         )
     if dtype is not None and dtype.is_string:
         return _decode_strings(value, dtype)
@@ -316,7 +454,10 @@ def _first(value: Any) -> Any:
 
 
 def _short(value: Any) -> str:
-    text = dumps(value).decode() if not isinstance(value, float) else repr(value)
+    try:
+        text = dumps(value).decode() if not isinstance(value, float) else repr(value)
+    except (TypeError, ValueError):  # nested too deep for orjson (255 levels)
+        text = f"<{type(value).__name__} nested too deep to show>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 

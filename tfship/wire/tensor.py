@@ -25,12 +25,23 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tfship.errors import InvalidArgumentError
+from tfship.errors import InvalidArgumentError, ServingError
 from tfship.wire import dtypes
 
 __all__ = [
     "to_tensor_proto", "to_ndarray", "encode_tensor", "decode_tensor", "as_ndarray", "iter_fields",
+    "check_shape", "MAX_RANK", "MAX_FILL_ELEMENTS",
 ]
+
+#: Most dimensions a tensor may have. TensorFlow allows 254, but the server holds tensors as numpy
+#: arrays, which have at most 64 (no served model takes more).
+MAX_RANK = 64
+#: Most elements of a tensor built from fewer values than its shape holds (TensorFlow's rule: the
+#: last value repeats, no values means zeros). Without a bound a 20-byte request claiming shape
+#: [2**40] would make the server allocate terabytes; a tensor whose values are all sent is bounded
+#: by the bytes sent instead.
+MAX_FILL_ELEMENTS = 1 << 20
+_MAX_BYTES = 2**63 - 1  # numpy's bound on (product of non-zero dims) * itemsize
 
 P = TypeVar("P")
 
@@ -220,22 +231,73 @@ def iter_fields(buf: bytes | memoryview) -> Any:
         raise InvalidArgumentError("Malformed protobuf bytes (truncated or invalid wire type).") from None
 
 
+def _malformed(what: str) -> ServingError:
+    return InvalidArgumentError(
+        f"Malformed TensorProto: {what}. Build the tensor with a protobuf library "
+        "(e.g. tf.make_tensor_proto) instead of writing its bytes by hand."
+    )
+
+
 def _shape_from_bytes(buf: memoryview) -> tuple[tuple[int, ...], bool]:
     dims: list[int] = []
     unknown_rank = False
-    for number, _, value in iter_fields(buf):
+    for number, wire, value in iter_fields(buf):
         if number == 2:
+            if wire != _WT_LEN:
+                raise _malformed("tensor_shape.dim is not a message")
+            if len(dims) >= MAX_RANK:  # each dim takes a few bytes; stop counting early
+                raise _too_many_dims(sum(1 for f in iter_fields(buf) if f[0] == 2))
             size = 0
             for dnum, dwire, dval in iter_fields(value):
-                if dnum == 1 and dwire == _WT_VARINT:
+                if dnum == 1:
+                    if dwire != _WT_VARINT:
+                        raise _malformed("tensor_shape.dim.size is not an integer")
                     size = dval - (1 << 64) if dval >= 1 << 63 else dval
             dims.append(size)
         elif number == 3:
+            if wire != _WT_VARINT:
+                raise _malformed("tensor_shape.unknown_rank is not a bool")
             unknown_rank = bool(value)
     return tuple(dims), unknown_rank
 
 
+def _too_many_dims(rank: int) -> ServingError:
+    return InvalidArgumentError(
+        f"Tensor shape has {rank} dimensions; at most {MAX_RANK} are supported. "
+        "Check tensor_shape: it should list one dim per axis of the array."
+    )
+
+
+def check_shape(shape: tuple[int, ...], itemsize: int = 16) -> int:
+    """The element count of ``shape``; INVALID_ARGUMENT for a shape no tensor can have.
+
+    Rejects more than :data:`MAX_RANK` dims, negative dims, and shapes whose size overflows
+    (more than 2**63 - 1 bytes of ``itemsize`` elements, counting only non-zero dims, as numpy
+    does). Allocates nothing.
+    """
+    if len(shape) > MAX_RANK:
+        raise _too_many_dims(len(shape))
+    if any(d < 0 for d in shape):
+        raise InvalidArgumentError(f"Tensor shape {list(shape)} has a negative dimension.")
+    if math.prod(d for d in shape if d) * itemsize > _MAX_BYTES:
+        raise InvalidArgumentError(
+            f"Tensor shape {_shape_text(shape)} is too large: its element count overflows 64 bits."
+        )
+    return math.prod(shape)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    text = "[" + ",".join(map(str, shape)) + "]"
+    return text if len(text) <= 200 else text[:197] + "...]"
+
+
 _NUMBER_TO_FIELD = {number: name for name, number in _FIELD_NUMBER.items()}
+# The wire types each typed field may arrive in: packed, or one element (fixed width or varint).
+_ELEMENT_WIRE_TYPES = {
+    name: (_WT_LEN, _WT_I32 if name in ("float_val", "scomplex_val") else _WT_I64)
+    if name in _FIXED else (_WT_LEN, _WT_VARINT)
+    for name in _FIELD_NUMBER
+}
 
 
 def decode_tensor(buf: bytes | memoryview, *, writable: bool = True) -> np.ndarray:
@@ -257,26 +319,35 @@ def decode_tensor(buf: bytes | memoryview, *, writable: bool = True) -> np.ndarr
     runs: dict[str, list[Any]] = {}
     for number, wire, value in iter_fields(buf):
         if number == _F_DTYPE:
+            if wire != _WT_VARINT:
+                raise _malformed("dtype is not an enum value")
             dtype_enum = value
         elif number == _F_SHAPE:
+            if wire != _WT_LEN:
+                raise _malformed("tensor_shape is not a message")
             shape, unknown_rank = _shape_from_bytes(value)
         elif number == _F_CONTENT:
+            if wire != _WT_LEN:
+                raise _malformed("tensor_content is not bytes")
             content = value
         elif number == 8:
+            if wire != _WT_LEN:
+                raise _malformed("string_val is not bytes")
             strings.append(bytes(value))
         elif number in _NUMBER_TO_FIELD:
             # Packed (LEN) is what every proto3 encoder writes; a peer may also send unpacked
             # elements one by one, which arrive here as ints or fixed-width views.
-            runs.setdefault(_NUMBER_TO_FIELD[number], []).append((wire, value))
+            name = _NUMBER_TO_FIELD[number]
+            if wire not in _ELEMENT_WIRE_TYPES[name]:
+                raise _malformed(f"{name} has wire type {wire}")
+            runs.setdefault(name, []).append((wire, value))
 
     dt = dtypes.by_enum(dtype_enum)
     if dt.numpy is None:
         raise InvalidArgumentError(f"Tensors of type {dt.name} cannot be converted to numpy.")
     if unknown_rank:
         raise InvalidArgumentError("A tensor with unknown rank cannot be decoded; set tensor_shape.")
-    if any(d < 0 for d in shape):
-        raise InvalidArgumentError(f"Tensor shape {list(shape)} has a negative dimension.")
-    size = int(np.prod(shape, dtype=np.int64))
+    size = check_shape(shape, dt.numpy.itemsize)
 
     if dt.is_string:
         values = np.empty(len(strings), object)
@@ -308,6 +379,9 @@ def _typed_values(field: str, runs: list[Any], dt: dtypes.DType, writable: bool 
     parts: list[np.ndarray] = []
     for wire, value in runs:
         if wire == _WT_LEN:
+            if fixed and len(value) % dt.numpy.itemsize:
+                raise _malformed(f"packed {field} of {len(value)} bytes is not a whole number of "
+                                 f"{dt.name} values")
             parts.append(np.frombuffer(value, dt.numpy.newbyteorder("<")) if fixed else _decode_varints(value))
         elif fixed:  # one unpacked fixed-width element
             width = 4 if field in ("float_val", "scomplex_val") else 8
@@ -315,9 +389,11 @@ def _typed_values(field: str, runs: list[Any], dt: dtypes.DType, writable: bool 
         else:  # one unpacked varint
             parts.append(np.array([value], np.uint64))
     if fixed:
-        if len(parts) == 1:
+        if len(parts) == 1 and parts[0].dtype.itemsize == dt.numpy.itemsize:
             return parts[0].astype(dt.numpy, copy=writable)
         flat = np.concatenate([p.view(np.uint8) for p in parts])
+        if flat.size % dt.numpy.itemsize:  # an odd number of unpacked halves of complex values
+            raise _malformed(f"{field} does not hold a whole number of {dt.name} values")
         return flat.view(dt.numpy.newbyteorder("<")).astype(dt.numpy)
     raw = parts[0] if len(parts) == 1 else np.concatenate(parts)
     if field == "half_val":
@@ -343,7 +419,8 @@ def to_ndarray(proto: Any) -> np.ndarray:
         if dts is not None and not shape_proto.unknown_rank:
             dt, wire_dt = dts
             shape = tuple([d.size for d in shape_proto.dim])
-            if min(shape, default=0) >= 0 and math.prod(shape) * dt.itemsize == len(content):
+            if (len(shape) <= MAX_RANK and min(shape, default=0) >= 0
+                    and math.prod(shape) * dt.itemsize == len(content)):
                 return np.frombuffer(content, wire_dt).astype(dt).reshape(shape)
     return decode_tensor(proto.SerializeToString())
 
@@ -362,6 +439,13 @@ def _fill(values: np.ndarray, shape: tuple[int, ...], size: int, dt: dtypes.DTyp
     if values.size > size:
         raise InvalidArgumentError(
             f"Tensor of shape {list(shape)} has {size} elements but {values.size} values were sent."
+        )
+    if size > MAX_FILL_ELEMENTS:
+        raise InvalidArgumentError(
+            f"Tensor of shape {_shape_text(shape)} has {size} elements but only {values.size} "
+            f"values were sent; a tensor filled from fewer values may have at most "
+            f"{MAX_FILL_ELEMENTS} elements. Send every value (e.g. in tensor_content) or fix "
+            "tensor_shape."
         )
     if values.size == 0:
         return np.full(shape, b"", object) if dt.is_string else np.zeros(shape, dt.numpy)
