@@ -53,7 +53,7 @@ def error_body(exc: ServingError) -> bytes:
 def _version(text: str | None) -> int | None:
     if text is None:
         return None
-    value = int(text)
+    value = int(text) if len(text) <= 40 else _INT64_MAX + 1  # no int() of 5,000 digits
     if value > _INT64_MAX:
         raise InvalidArgumentError(f"Failed to convert version: {text} to numeric.")
     return value
@@ -213,8 +213,11 @@ def _json_text(value: Any) -> str:
     """A JSON value as upstream's error messages show it (compact; long values cut)."""
     try:
         text = wjson.dumps(value).decode()
-    except TypeError:
-        text = repr(value)
+    except TypeError:  # an ndarray of objects, or nested deeper than orjson writes (255 levels)
+        try:
+            text = repr(value)
+        except RecursionError:
+            text = f"<{type(value).__name__} nested too deep to show>"
     return text if len(text) <= 200 else text[:197] + "..."
 
 

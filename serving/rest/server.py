@@ -169,6 +169,8 @@ class RestServer:
         else:
             try:
                 length = int(h.headers.get("Content-Length") or 0)
+                if length < 0:
+                    raise ValueError(length)
             except ValueError:
                 self._error(h, 400, "Invalid Content-Length header")
                 h.close_connection = True
@@ -186,6 +188,8 @@ class RestServer:
                 if len(out) > self.max_body_bytes:
                     self._too_large(h, len(out))
                     return None
+                if not d.eof:  # zlib returns what it could; the JSON error would mislead
+                    raise zlib.error("the gzip stream ends early (truncated body?)")
                 body = out
             except (zlib.error, gzip.BadGzipFile) as exc:
                 self._error(h, 400, f"Failed to decompress gzip request body: {exc}")
@@ -199,8 +203,11 @@ class RestServer:
             line = h.rfile.readline(65537)
             try:
                 size = int(line.split(b";")[0].strip(), 16)
+                if size < 0:  # int() takes "-1", and read(-1) would read to the end of the stream
+                    raise ValueError(line)
             except ValueError:
-                self._error(h, 400, "Malformed chunked request body")
+                self._error(h, 400, "Malformed chunked request body: a chunk size must be a "
+                                    "non-negative hexadecimal number")
                 h.close_connection = True
                 return None
             if size == 0:

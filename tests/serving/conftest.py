@@ -46,3 +46,26 @@ def run_model_server(tmp_path: Path) -> Callable[..., subprocess.CompletedProces
     return run
 
 
+
+
+@pytest.fixture(scope="session")
+def shared_models_server(
+    tmp_path_factory: pytest.TempPathFactory, tf_serving_testdata: Path
+) -> Iterator[ServerProcess]:
+    """One server on the TF Serving test models (``default`` = half_plus_two, ``tf2`` = its TF2
+    export, ``two`` = saved_model_half_plus_two_2_versions), for tests that throw bad input at it.
+    REST bodies are capped at 1 MB (``--rest_api_max_request_bytes``)."""
+    td = tf_serving_testdata
+    tmp = tmp_path_factory.mktemp("shared-models")
+    config = tmp / "models.config"
+    config.write_text(f"""
+model_config_list {{
+  config {{ name: "default" base_path: "{td / 'saved_model_half_plus_two_cpu'}" model_platform: "tensorflow" }}
+  config {{ name: "tf2" base_path: "{td / 'saved_model_half_plus_two_tf2_cpu'}" model_platform: "tensorflow" }}
+  config {{ name: "two" base_path: "{td / 'saved_model_half_plus_two_2_versions'}" model_platform: "tensorflow" }}
+}}
+""")
+    server = launch(tmp / "server", f"--model_config_file={config}",
+                    "--rest_api_max_request_bytes=1000000", models=("default", "tf2", "two"))
+    yield server
+    server.terminate()
