@@ -412,7 +412,9 @@ class Servable:
         """
         seen: set[str] = set()
         plan: list[tuple[str, Any, str]] = []
-        input_name = ""
+        # Each signature may read the examples through its own placeholder (a TF2 export gives
+        # every signature one): the one example tensor is fed to all of them, like upstream.
+        input_names: list[str] = []
         fetches: list[str] = []
         for signature_name, method in tasks:
             name = signature_name or DEFAULT_SIGNATURE
@@ -428,16 +430,16 @@ class Servable:
                 task_input, task_fetches = self._classification_tensors(signature)
             else:
                 raise UnimplementedError(f"Unsupported signature method_name: {method}")
-            if input_name and task_input != input_name:
-                raise InvalidArgumentError("Input tensor must be the same for all Signatures.")
-            input_name = task_input
+            if task_input not in input_names:
+                input_names.append(task_input)
             fetches.extend(f for f in task_fetches if f not in fetches)
             plan.append((name, signature, method))
         tensor = self._examples_tensor(examples)
         if not plan:
             return []
         self._count_examples(len(examples))
-        outputs = self._run("MultiInference", {input_name: tensor}, fetches, timeout, batchable=False)
+        feeds = {name: tensor for name in input_names}
+        outputs = self._run("MultiInference", feeds, fetches, timeout, batchable=False)
         values = dict(zip(fetches, outputs, strict=True))
         results: list[Classification | np.ndarray] = []
         for _, signature, method in plan:

@@ -246,6 +246,29 @@ def test_grpc_multi_inference(server: ServerProcess) -> None:
     assert rpc_error(server.prediction.MultiInference, req).code() == grpc.StatusCode.UNIMPLEMENTED
 
 
+@pytest.mark.parametrize("tasks,expected", [
+    ((("regress_x_to_y", "regress"), ("regress_x_to_y2", "regress")), [3.0, 4.0]),
+    ((("regress_x_to_y2", "regress"), ("classify_x_to_y", "classify")), [4.0, 3.0]),
+])
+def test_grpc_multi_inference_tf2_signatures_each_with_their_own_input(
+    server: ServerProcess, tasks: Any, expected: list[float]
+) -> None:
+    """TF2 exports give every signature its own input placeholder: the examples feed all of them
+    (upstream runs MultiInference on this model in its own tests)."""
+    req = inference_pb2.MultiInferenceRequest()
+    for sig, method in tasks:
+        task = req.tasks.add()
+        task.model_spec.name = "tf2"
+        task.model_spec.signature_name = sig
+        task.method_name = f"tensorflow/serving/{method}"
+    req.input.example_list.examples.add().CopyFrom(example(x=2.0))
+    resp = server.prediction.MultiInference(req, timeout=30)
+    got = [r.regression_result.regressions[0].value if r.HasField("regression_result")
+           else r.classification_result.classifications[0].classes[0].score for r in resp.results]
+    assert got == expected
+    assert [r.model_spec.signature_name for r in resp.results] == [sig for sig, _ in tasks]
+
+
 # ----------------------------------------------------------------------------- metadata/status
 
 
