@@ -76,13 +76,15 @@ def entries_from_config(
                 "Illegal setting neither ModelServerConfig::model_type (deprecated) "
                 "nor ModelServerConfig::model_platform."
             )
-        if platform not in SUPPORTED_PLATFORMS:
-            raise InvalidArgumentError(f"Model {name} requests unsupported platform {platform}")
+        # upstream checks a served model's platform change (ReloadConfig) before it looks the
+        # platform up, so changing to an unknown platform reports the change
         if previous and name in previous and previous[name].platform != platform:
             raise InvalidArgumentError(
                 f"Illegal to change a model's platform. For model {name} platform was "
                 f"{previous[name].platform} and new platform requested is {platform}"
             )
+        if platform not in SUPPORTED_PLATFORMS:
+            raise InvalidArgumentError(f"Model {name} requests unsupported platform {platform}")
         platforms.append(platform)
     return [
         dataclasses.replace(entry, platform=platform)

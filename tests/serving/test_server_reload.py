@@ -117,3 +117,21 @@ def test_handle_reload_config_request(start_model_server: Any, tf_serving_testda
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     _reload(server, _config(two, three))
     assert _predict_version(server, TWO) == 124
+
+    # a served model's platform may not change; upstream checks that before the platform itself
+    for platform in ("not_a_platform", "tensorflow_lite"):
+        changed = _config(two, three)
+        changed.model_config_list.config[1].model_platform = platform
+        with pytest.raises(grpc.RpcError) as info:
+            _reload(server, changed)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details() == (
+            "Illegal to change a model's platform. For model half_plus_three platform was "
+            f"tensorflow and new platform requested is {platform}")
+    # a new model with an unknown platform still says so
+    unknown = _config(two, three, ("new", td / "saved_model_half_plus_three"))
+    unknown.model_config_list.config[2].model_platform = "not_a_platform"
+    with pytest.raises(grpc.RpcError) as info:
+        _reload(server, unknown)
+    assert "Model new requests unsupported platform not_a_platform" in info.value.details()
+    assert _predict_version(server, "half_plus_three") == 123
