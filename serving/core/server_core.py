@@ -114,6 +114,9 @@ class ServerCore:
         Raises the ServingError that makes TF Serving's startup fail.
         """
         entries = entries_from_config(config)
+        # Poll while waiting, like upstream's storage path source: a base path that does not
+        # exist yet (or has no version) is re-listed until a version appears and loads.
+        self._start_fs_poller()
         self.manager.apply_config(entries)
         # an empty first config (CONFIG_NOT_SET) allows any later config, like upstream
         self._has_config = config.WhichOneof("config") == "model_config_list"
@@ -137,11 +140,14 @@ class ServerCore:
         self, config_file: str | None = None, config_poll_seconds: int = 0
     ) -> None:
         """File-system version polling and, with a config file and N > 0, config re-reading."""
-        fs = self.options.file_system_poll_wait_seconds
-        if fs > 0:
-            self._spawn("fs-poller", self._poll_fs, float(fs))
+        self._start_fs_poller()
         if config_file and config_poll_seconds > 0:
             self._spawn("config-poller", self._poll_config, config_file, float(config_poll_seconds))
+
+    def _start_fs_poller(self) -> None:
+        fs = self.options.file_system_poll_wait_seconds
+        if fs > 0 and not any(t.name == "fs-poller" for t in self._threads):
+            self._spawn("fs-poller", self._poll_fs, float(fs))
 
     def _spawn(self, name: str, target: Callable[..., None], *args: Any) -> None:
         t = threading.Thread(target=target, args=args, name=name, daemon=True)

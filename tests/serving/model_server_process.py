@@ -21,7 +21,9 @@ from typing import Any
 
 from tfship.deploy.launch import free_port, server_command, stop_process, wait_until_serving
 
-__all__ = ["ServerProcess", "free_port", "launch", "server_command", "substitute_config", "wait_until"]
+__all__ = [
+    "ServerProcess", "free_port", "launch", "launch_unready", "server_command", "substitute_config", "wait_until",
+]
 
 STARTUP_TIMEOUT = 120.0
 
@@ -129,10 +131,10 @@ def _grpc_ready(server: ServerProcess) -> bool:
     return False
 
 
-def launch(
-    log_dir: Path, *flags: str, models: tuple[str, ...] = (), rest: bool = True,
-    timeout: float = STARTUP_TIMEOUT, env: dict[str, str] | None = None,
+def launch_unready(
+    log_dir: Path, *flags: str, rest: bool = False, env: dict[str, str] | None = None
 ) -> ServerProcess:
+    """Start the server without waiting for it (for tests of startup itself); :func:`launch` waits."""
     import grpc
 
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -146,8 +148,17 @@ def launch(
     with open(log_dir / "stdout", "wb") as out, open(log_dir / "stderr", "wb") as err:
         proc = subprocess.Popen(args, stdout=out, stderr=err, env=full_env)
     server = ServerProcess(proc, grpc_port, rest_port, log_dir)
+    server.channel = grpc.insecure_channel(server.grpc_address)
+    return server
+
+
+def launch(
+    log_dir: Path, *flags: str, models: tuple[str, ...] = (), rest: bool = True,
+    timeout: float = STARTUP_TIMEOUT, env: dict[str, str] | None = None,
+) -> ServerProcess:
+    server = launch_unready(log_dir, *flags, rest=rest, env=env)
+    rest_port = server.rest_port
     try:
-        server.channel = grpc.insecure_channel(server.grpc_address)
         wait_until(lambda: _grpc_ready(server), timeout, "gRPC readiness")
         if models:  # the one readiness wait tfship's launchers use (GetModelStatus, then REST)
             wait_until_serving(f"grpc://{server.grpc_address}", [(name, None) for name in models],

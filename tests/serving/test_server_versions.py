@@ -13,7 +13,7 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from model_server_process import ServerProcess, wait_until
+from model_server_process import ServerProcess, copy_version, launch_unready, wait_until
 from tensorflow_serving.apis import predict_pb2
 from tfship.serving.core.policy import Action, State, next_action
 from tfship.serving.core.versions import AllVersions, Latest, Specific, discover_versions, select
@@ -159,3 +159,22 @@ def test_hot_swap_under_load_has_zero_failed_requests(
             t.join(60)
     assert failures == []
     assert versions[1] > 0 and versions[2] > 0
+
+
+def test_a_base_path_that_appears_after_startup_is_polled_until_a_version_loads(
+    tmp_path: Path, tf_serving_testdata: Path
+) -> None:
+    """Like TF Serving: startup waits, re-listing the base path every poll, and serves once the
+    directory and a version exist (the server's gRPC port opens after the initial load)."""
+    base = tmp_path / "not-yet" / "half"
+    server = launch_unready(tmp_path / "server", "--model_name=half", f"--model_base_path={base}",
+                            "--file_system_poll_wait_seconds=1")
+    try:
+        wait_until(lambda: server.output().count("could not list base path") >= 2, 60,
+                   "two failed polls of the missing base path")
+        copy_version(tf_serving_testdata / "saved_model_half_plus_two_cpu" / "00000123", base, 3)
+        wait_until(lambda: server.available_versions("half") == {3}, 60, "version 3 AVAILABLE")
+        response = server.prediction.Predict(_predict_request("half"), timeout=30)
+        assert response.model_spec.version.value == 3
+    finally:
+        server.terminate()
