@@ -11,8 +11,10 @@ from __future__ import annotations
 import gzip
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
+import httpx
 import numpy as np
 from tensorflow.core.example import example_pb2
 from tensorflow_serving.apis import classification_pb2, predict_pb2
@@ -61,6 +63,8 @@ REST_CASES = [
              "Number too big to be stored in double. at offset: 16"),
     RestCase("1e400-after-nan", PREDICT, b'{"instances": [NaN, -1e400]}', 400,
              "Number too big to be stored in double. at offset: 20"),
+    RestCase("1e400-in-a-large-array", PREDICT, b'{"instances": [[' + b"0.5," * 20_000 + b"1e400]]}", 400,
+             "Number too big to be stored in double. at offset: 80016"),  # simdjson's path declines
     RestCase("1e400-inputs", PREDICT, b'{"inputs": {"x": [1e400]}}', 400, "Number too big"),
     RestCase("huge-int-inputs", PREDICT, b'{"inputs": [1' + b"0" * 400 + b"]}", 400, "Number too big"),
     RestCase("1e400-examples", REGRESS, b'{"examples": [{"x": 1e400}]}', 400, "Number too big"),
@@ -107,6 +111,14 @@ RAW_HTTP_CASES = [
                 b"POST /v1/models/default:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                 b"b\r\n{\"instances\r\n09;ext=1\r\n\": [2.0]}\r\n0\r\n\r\n", 200, "3.0"),
 ]
+
+
+def assert_still_serving(server: Any) -> None:
+    """A good REST and gRPC predict on ``default`` (half_plus_two) get the right answers."""
+    r = httpx.post(f"{server.rest_url}/v1/models/default:predict", json={"instances": [2.0]}, timeout=30)
+    assert r.status_code == 200 and r.json() == {"predictions": [3.0]}
+    response = server.prediction.Predict(good_predict_request(4.0), timeout=30)
+    assert list(response.outputs["y"].float_val) == [4.0]
 
 
 def raw_http(port: int, request: bytes, timeout: float = 30.0) -> tuple[int, bytes]:

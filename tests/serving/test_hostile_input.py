@@ -13,18 +13,11 @@ from hostile_cases import (
     GrpcCase,
     RawHttpCase,
     RestCase,
-    good_predict_request,
+    assert_still_serving,
     raw_call,
     raw_http,
 )
 from model_server_process import ServerProcess
-
-
-def assert_still_serving(server: ServerProcess) -> None:
-    r = httpx.post(f"{server.rest_url}/v1/models/default:predict", json={"instances": [2.0]}, timeout=30)
-    assert r.status_code == 200 and r.json() == {"predictions": [3.0]}
-    response = server.prediction.Predict(good_predict_request(4.0), timeout=30)
-    assert list(response.outputs["y"].float_val) == [4.0]
 
 
 @pytest.mark.parametrize("case", REST_CASES, ids=lambda c: c.id)
