@@ -77,7 +77,11 @@ def loads(data: bytes | bytearray | str, *, numeric_arrays: bool = False) -> Any
     Safe to call from many threads at once.
 
     Raises :class:`InvalidArgumentError` with TF Serving's message:
-    ``JSON Parse error: The document is empty`` or ``JSON Parse error: <reason> at offset: <n>``.
+    ``JSON Parse error: The document is empty`` or ``JSON Parse error: <reason> at offset: <n>``,
+    where the reason includes rapidjson's ``Number too big to be stored in double.`` (e.g. 1e400)
+    and ``The surrogate pair in string is invalid.``, and tfship's nesting limit
+    (:data:`MAX_DEPTH`), the same on every path (orjson, the stdlib parser for NaN/Infinity
+    documents, the numeric-array fast path).
     """
     if not data or not data.strip():
         raise InvalidArgumentError("JSON Parse error: The document is empty")
@@ -99,8 +103,12 @@ def loads(data: bytes | bytearray | str, *, numeric_arrays: bool = False) -> Any
             raise _bad_surrogate(exc.pos) from None
     text = data.decode("utf-8", errors="replace") if isinstance(data, (bytes, bytearray)) else data
     _check_depth(text)
+    # A Python hook per number doubles the stdlib parser's time: only documents that may hold a
+    # number beyond double range (an exponent of 3+ digits) or int64 (19+ digits) need them.
+    hooked = _LONG_NUMBER.search(text) is not None
     try:
-        doc = _stdlib_json.loads(text, parse_int=_parse_int, parse_float=_parse_float)
+        doc = (_stdlib_json.loads(text, parse_int=_parse_int, parse_float=_parse_float) if hooked
+               else _stdlib_json.loads(text))
         if "\\u" in text:
             _check_surrogates(text)
         return doc
@@ -156,6 +164,9 @@ def _check_surrogates(text: str) -> None:
                 _stdlib_json.loads(token).encode("utf-8")
             except UnicodeEncodeError as exc:
                 raise _bad_surrogate(match.start() + 1 + exc.start) from None
+
+
+_LONG_NUMBER = re.compile(r"[0-9]{19}|[eE][-+]?[0-9]{3}")
 
 
 class _NumberTooBig(ValueError):
@@ -220,7 +231,7 @@ def _check_depth(text: str) -> None:
         table[[ord("["), ord("{")]] = 1
         table[[ord("]"), ord("}")]] = -1
         _DEPTH_DELTA = table
-    # Strings become "" (same length would be needed for offsets: pad them with spaces).
+    # Brackets inside strings do not nest: strings become spaces (same length, same offsets).
     masked = _STRING.sub(lambda m: " " * len(m.group(0)), text)
     codes = np.frombuffer(masked.encode("latin-1", errors="replace"), np.uint8)
     depth = np.cumsum(_DEPTH_DELTA[codes], dtype=np.int64)
