@@ -9,8 +9,9 @@ import grpc
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
+    get_model_status_pb2,
     inference_pb2,
-    model_service_pb2_grpc,
+    model_management_pb2,
     predict_pb2,
     regression_pb2,
 )
@@ -21,7 +22,10 @@ from .health import add_health_service
 from .predict_request import read_predict_request, request_reader
 from .service import ModelServicer, PredictionServicer
 
-__all__ = ["build_grpc_server", "parse_channel_arguments", "prediction_service_handler", "MAX_MESSAGE_SIZE"]
+__all__ = [
+    "build_grpc_server", "parse_channel_arguments", "prediction_service_handler", "model_service_handler",
+    "MAX_MESSAGE_SIZE",
+]
 
 MAX_MESSAGE_SIZE = 2**31 - 1
 
@@ -60,10 +64,10 @@ def build_grpc_server(
         maximum_concurrent_rpcs=None,
     )
     predictions = PredictionServicer(core, tensor_content=tensor_content)
-    server.add_generic_rpc_handlers((prediction_service_handler(predictions),))
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(core, tensor_content=tensor_content), server
-    )
+    server.add_generic_rpc_handlers((
+        prediction_service_handler(predictions),
+        model_service_handler(ModelServicer(core, tensor_content=tensor_content)),
+    ))
     if health_check:
         add_health_service(server)
     return server
@@ -84,6 +88,22 @@ def prediction_service_handler(servicer: PredictionServicer) -> grpc.GenericRpcH
         "GetModelMetadata": (request_reader(get_model_metadata_pb2.GetModelMetadataRequest),
                              get_model_metadata_pb2.GetModelMetadataResponse),
     }
+    return _service_handler("tensorflow.serving.PredictionService", servicer, methods)
+
+
+def model_service_handler(servicer: ModelServicer) -> grpc.GenericRpcHandler:
+    """tensorflow.serving.ModelService, as the generated ``add_..._to_server`` registers it, except
+    that bad request bytes reach the servicer (INVALID_ARGUMENT, not grpcio's INTERNAL)."""
+    methods: dict[str, tuple[Any, Any]] = {
+        "GetModelStatus": (request_reader(get_model_status_pb2.GetModelStatusRequest),
+                           get_model_status_pb2.GetModelStatusResponse),
+        "HandleReloadConfigRequest": (request_reader(model_management_pb2.ReloadConfigRequest),
+                                      model_management_pb2.ReloadConfigResponse),
+    }
+    return _service_handler("tensorflow.serving.ModelService", servicer, methods)
+
+
+def _service_handler(service: str, servicer: Any, methods: dict[str, tuple[Any, Any]]) -> grpc.GenericRpcHandler:
     handlers = {
         name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, name),
@@ -92,4 +112,4 @@ def prediction_service_handler(servicer: PredictionServicer) -> grpc.GenericRpcH
         )
         for name, (deserialize, response) in methods.items()
     }
-    return grpc.method_handlers_generic_handler("tensorflow.serving.PredictionService", handlers)
+    return grpc.method_handlers_generic_handler(service, handlers)

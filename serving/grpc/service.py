@@ -258,6 +258,8 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         try:
+            if isinstance(request, MalformedRequest):
+                raise request.error()
             name, version, _ = resolve_model_spec(request.model_spec,
                                                   request.HasField("model_spec"))
             return model_status_response(self.core, name, version)
@@ -265,6 +267,8 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
             abort_with(context, exc)
 
     def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        if isinstance(request, MalformedRequest):
+            abort_with(context, request.error())
         response = model_management_pb2.ReloadConfigResponse()
         # metric_names: the increase of each named int64 metric during the call (upstream reads
         # the first point of each; unknown names read 0)

@@ -197,6 +197,10 @@ GRPC_CASES = [
     GrpcCase("classify-not-a-message", GRPC_CLASSIFY, b"\x0a\x05abc", _INVALID,
              "Could not parse the request as a tensorflow.serving.ClassificationRequest"),
     GrpcCase("classify-truncated", GRPC_CLASSIFY, classify_request()[:-3], _INVALID, "Could not parse"),
+    GrpcCase("status-not-a-message", "/tensorflow.serving.ModelService/GetModelStatus", b"\x0a\x05abc",
+             _INVALID, "Could not parse the request as a tensorflow.serving.GetModelStatusRequest"),
+    GrpcCase("reload-not-a-message", "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+             b"\x0a\xff", _INVALID, "Could not parse the request as a tensorflow.serving.ReloadConfigRequest"),
 ]
 
 
