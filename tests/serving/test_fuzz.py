@@ -7,7 +7,7 @@ must be a 2xx/4xx with a JSON error (REST) or a status other than UNKNOWN/INTERN
 UNAVAILABLE (gRPC), and the server must answer a good request afterwards.
 
 Bounded for CI (about 40 s of requests in all on 2 shared cores, plus the server's start):
-250 REST and 2 x 500 gRPC examples, times ``TFSHIP_FUZZ_SCALE``; the run is derandomized (the
+400 REST and 2 x 800 gRPC examples, times ``TFSHIP_FUZZ_SCALE``; the run is derandomized (the
 same inputs every run) unless ``TFSHIP_FUZZ_RANDOM=1``, which explores new ones. Any input that ever failed is added to
 hostile_cases.py, where it stays a regular test.
 """
@@ -124,7 +124,7 @@ _BODIES = st.one_of(
 )
 
 
-@settings(FUZZ, max_examples=int(250 * SCALE))
+@settings(FUZZ, max_examples=int(400 * SCALE))
 @given(path=st.sampled_from(REST_PATHS), body=_BODIES, gzipped=st.integers(0, 9))
 def test_rest_never_answers_a_server_fault(shared_models_server: ServerProcess, path: str, body: bytes,
                                            gzipped: int) -> None:
@@ -244,13 +244,13 @@ def _call(server: ServerProcess, method: str, data: bytes) -> None:
         assert exc.details(), (exc.code(), data[:300])
 
 
-@settings(FUZZ, max_examples=int(500 * SCALE))
+@settings(FUZZ, max_examples=int(800 * SCALE))
 @given(data=st.one_of(predict_bytes(), mutated(_PREDICT_SEEDS), st.binary(max_size=64)))
 def test_grpc_predict_never_answers_a_server_fault(shared_models_server: ServerProcess, data: bytes) -> None:
     _call(shared_models_server, "Predict", data)
 
 
-@settings(FUZZ, max_examples=int(500 * SCALE))
+@settings(FUZZ, max_examples=int(800 * SCALE))
 @given(request=st.one_of(
     examples_bytes(),
     st.tuples(st.sampled_from(["Classify", "Regress", "MultiInference"]),
