@@ -269,6 +269,27 @@ def test_grpc_multi_inference_tf2_signatures_each_with_their_own_input(
     assert [r.model_spec.signature_name for r in resp.results] == [sig for sig, _ in tasks]
 
 
+@pytest.mark.tf_serving_shared
+def test_grpc_multi_inference_on_tf_serving_real_tf2_model(
+    start_model_server: Any, tf_serving_shared: Path
+) -> None:
+    """The same, on the SavedModel TF Serving's own MultiInference test uses (TF 2.14 export)."""
+    server = start_model_server(
+        "--model_name=tf2", f"--model_base_path={tf_serving_shared / 'saved_model_half_plus_two_tf2_cpu'}",
+        models=("tf2",), rest=False,
+    )
+    req = inference_pb2.MultiInferenceRequest()
+    for sig, method in (("regress_x_to_y", "regress"), ("classify_x_to_y", "classify")):
+        task = req.tasks.add()
+        task.model_spec.name = "tf2"
+        task.model_spec.signature_name = sig
+        task.method_name = f"tensorflow/serving/{method}"
+    req.input.example_list.examples.add().CopyFrom(example(x=2.0))
+    resp = server.prediction.MultiInference(req, timeout=30)
+    assert resp.results[0].regression_result.regressions[0].value == 3.0
+    assert resp.results[1].classification_result.classifications[0].classes[0].score == 3.0
+
+
 # ----------------------------------------------------------------------------- metadata/status
 
 
