@@ -52,7 +52,7 @@ def run_model_server(tmp_path: Path) -> Callable[..., subprocess.CompletedProces
 def shared_models_server(
     tmp_path_factory: pytest.TempPathFactory, tf_serving_testdata: Path
 ) -> Iterator[ServerProcess]:
-    """One server on the TF Serving test models (``default`` = half_plus_two, ``tf2`` = its TF2
+    """One server on the TF Serving test models of this run (``default`` = half_plus_two, ``tf2`` = its TF2
     export, ``two`` = saved_model_half_plus_two_2_versions), for tests that throw bad input at it.
     REST bodies are capped at 1 MB (``--rest_api_max_request_bytes``)."""
     td = tf_serving_testdata
