@@ -4,7 +4,8 @@
   and wait until every model is AVAILABLE (one readiness wait: GetModelStatus through the client);
 * :mod:`tfship.deploy.docker` - ``Dockerfile.serving`` build contexts, image builds, containers;
 * :mod:`tfship.deploy.swap` (+ ``history``, ``traffic``) - verified hot-swap and rollback;
-* :mod:`tfship.deploy.demo` - ``tfship demo``; :mod:`tfship.deploy.pytest_plugin` - the pytest fixtures.
+* :mod:`tfship.deploy.demo` - ``tfship demo``; :mod:`tfship.deploy.pytest_plugin` - the pytest fixtures;
+* :mod:`tfship.deploy.k8s` - Kubernetes and KServe manifests for a serving image (``tfship k8s render``).
 
 Importing this package imports nothing else (the pytest plugin is loaded by every pytest run,
 also in TensorFlow-free client installs); the names below load on first use.

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("tfship.cli.swap:rollback", "Return the default or a label to the previous version."),
     "build": ("tfship.cli.build:build", "Build a TF Serving image with the models baked in."),
     "stop": ("tfship.cli.stop:stop", "Stop containers started by `tfship serve --docker`."),
+    "k8s": ("tfship.cli.k8s:k8s", "Render Kubernetes/KServe manifests for a served image."),
     "demo": ("tfship.cli.demo:demo", "Train, export, serve, verify and swap, offline, end to end."),
 }
 
