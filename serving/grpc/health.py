@@ -2,8 +2,12 @@
 
 The two messages are tiny (``HealthCheckRequest{string service = 1}``,
 ``HealthCheckResponse{ServingStatus status = 1}``), so they are encoded by hand; the service is
-registered through grpc's generic handler API. ``ModelService``, ``PredictionService`` and the
-overall server ("") report SERVING, like TF Serving.
+registered through grpc's generic handler API. The overall server ("") and the two services
+report SERVING under the short names upstream registers (server.cc:
+``SetServingStatus("ModelService", true)``, ``SetServingStatus("PredictionService", true)``);
+any other name, the fully-qualified ``tensorflow.serving.*`` ones included, is NOT_FOUND, as from
+gRPC's default health service. The server binds its port only once every model is AVAILABLE, so
+SERVING means "all models loaded" (see deploy/k8s/probes.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import grpc
 __all__ = ["add_health_service", "SERVICES"]
 
 SERVING, SERVICE_UNKNOWN = 1, 3
-SERVICES = ("", "tensorflow.serving.ModelService", "tensorflow.serving.PredictionService")
+SERVICES = ("", "ModelService", "PredictionService")
 
 
 def _service_name(request: bytes) -> str:

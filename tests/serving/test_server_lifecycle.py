@@ -141,8 +141,14 @@ def test_health_service_and_method_name_check(start_model_server: Any, tf_servin
     )
     check = server.channel.unary_unary("/grpc.health.v1.Health/Check")
     assert check(b"", timeout=10) == b"\x08\x01"  # SERVING
+    for name in (b"ModelService", b"PredictionService"):  # upstream's (short) names
+        assert check(bytes([0x0A, len(name)]) + name, timeout=10) == b"\x08\x01"
     name = b"tensorflow.serving.PredictionService"
-    assert check(bytes([0x0A, len(name)]) + name, timeout=10) == b"\x08\x01"
+    try:
+        check(bytes([0x0A, len(name)]) + name, timeout=10)
+        raise AssertionError("a service name TF Serving does not register must be NOT_FOUND")
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.NOT_FOUND
     # TF2 signatures all say tensorflow/serving/predict: regress is refused with the check on
     req = regression_pb2.RegressionRequest()
     req.model_spec.name = "tf2"
