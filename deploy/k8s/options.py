@@ -16,7 +16,7 @@ from .probes import ProbeTiming
 from .resources import Resources
 from .security import IMAGE_UID
 
-__all__ = ["Storage", "RenderOptions", "parse_storage", "check_image_reference", "dns_label"]
+__all__ = ["Storage", "RenderOptions", "parse_storage", "check_image_reference", "is_mutable_reference", "dns_label"]
 
 # The container image reference grammar (github.com/distribution/reference): optional registry
 # host[:port], path components of lowercase alphanumerics joined by '.', '_', '__' or '-'s,
@@ -41,6 +41,15 @@ def check_image_reference(image: str) -> str:
             "(the tag you gave `tfship build --tag`)."
         )
     return image
+
+
+def is_mutable_reference(image: str) -> bool:
+    """True for an untagged or ``:latest`` reference without a digest: what a node already has
+    under that name may not be what was pushed last (``imagePullPolicy: IfNotPresent``)."""
+    if "@" in image:
+        return False
+    last = image.rsplit("/", 1)[-1]
+    return ":" not in last or last.endswith(":latest")
 
 
 def dns_label(name: str, what: str = "--name", max_length: int = 63) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 from tfship.serving.config import (
+    ModelEntry,
     MonitoringConfig,
     format_batching_parameters,
     format_model_config,
@@ -116,8 +117,6 @@ def _model_config_text(models: list[ModelSource], options: RenderOptions, root: 
     With ``options.model_config_file`` its policies and labels are kept but base paths are
     rewritten to the storage, and every model in it must be in the models dir (and vice versa).
     """
-    from tfship.serving.config import ModelEntry
-
     if options.model_config_file is None:
         return format_model_config([ModelEntry(m.name, f"{root}/{m.name}") for m in models])
     entries = model_entries(read_model_config_file(options.model_config_file))
@@ -222,6 +221,7 @@ def render(models_dir: str | os.PathLike[str], options: RenderOptions) -> Render
     root = _models_root(options)
     config_files = _config_files(models, options, root)
     labels = _labels(name)
+    threads = thread_flags(options.resources.cpu_limit)
 
     volumes: list[dict[str, Any]] = [
         # The only writable place: TensorFlow and Python may write temp files. Bounded, so a
@@ -248,9 +248,9 @@ def render(models_dir: str | os.PathLike[str], options: RenderOptions) -> Render
             {"name": "http", "containerPort": options.http_port, "protocol": "TCP"},
         ],
         "env": [
-            # Thread pools TensorFlow creates outside a session (and tfship-model-server's) read these.
-            {"name": "TF_NUM_INTRAOP_THREADS", "value": str(thread_flags(options.resources.cpu_limit).intra_op)},
-            {"name": "TF_NUM_INTEROP_THREADS", "value": str(thread_flags(options.resources.cpu_limit).inter_op)},
+            # Thread pools TensorFlow creates outside a session read these.
+            {"name": "TF_NUM_INTRAOP_THREADS", "value": str(threads.intra_op)},
+            {"name": "TF_NUM_INTEROP_THREADS", "value": str(threads.inter_op)},
         ],
         "resources": options.resources.spec(),
         **probes(options.grpc_port, options.timing),

@@ -72,6 +72,7 @@ def render(
       tfship k8s render models --image x --kserve --storage uri:gs://bucket/models
     """
     from tfship.deploy.k8s import ProbeTiming, RenderOptions, Resources, parse_storage, render, render_kserve
+    from tfship.deploy.k8s.options import is_mutable_reference
 
     options = RenderOptions(
         image=image, name=name, namespace=namespace, replicas=replicas, max_replicas=max_replicas,
@@ -83,6 +84,9 @@ def render(
         uid=uid,
     )
     rendered = (render_kserve if kserve else render)(models_dir, options)
+    if not kserve and is_mutable_reference(image):
+        click.secho(f"warning: --image {image} has no tag (or :latest) and no digest: nodes keep whatever "
+                    "they pulled under that name; use an immutable tag or @sha256 digest.", fg="yellow", err=True)
     if out_dir is None:
         click.echo(rendered.to_yaml(), nl=False)
         return

@@ -66,3 +66,12 @@ def test_missing_image_is_a_usage_error(one_model: Path) -> None:
     result = _run(str(one_model))
     assert result.exit_code == 2
     assert "--image" in result.stderr
+
+
+@pytest.mark.parametrize(("image", "warned"), [("acme/models", True), ("acme/models:latest", True),
+                                               ("localhost:5000/models", True), ("acme/models:1", False),
+                                               ("acme/models@sha256:" + "ab" * 32, False)])
+def test_mutable_image_references_are_warned_about(one_model: Path, image: str, warned: bool) -> None:
+    result = _run(str(one_model), "--image", image)
+    assert result.exit_code == 0
+    assert ("immutable tag" in result.stderr) is warned
