@@ -121,7 +121,8 @@ def _observe_startup(pod: Pod, limit: float) -> list[tuple[float, bool]]:
                          + "\n".join(t for _, t in pod.logs()[-30:]))
 
 
-def _check_lifecycle(pod: Pod, models: tuple[Path, dict[str, Any]]) -> dict[str, float]:
+def _check_lifecycle(pod: Pod, models: tuple[Path, dict[str, Any]],
+                     scrape: dict[str, Any] | None = None) -> dict[str, float]:
     from tfship.client import connect
     from tfship.client.parity import check_parity
 
@@ -156,6 +157,14 @@ def _check_lifecycle(pod: Pod, models: tuple[Path, dict[str, Any]]) -> dict[str,
                 report = check_parity(client, name, model, inputs=SAMPLES)
                 assert report.ok, report.text()
 
+    if scrape is not None:  # the ServiceMonitor's port and path serve TF Serving's metrics
+        import httpx
+
+        endpoint = scrape["spec"]["endpoints"][0]
+        port = next(p["containerPort"] for p in container["ports"] if p["name"] == endpoint["port"])
+        metrics = httpx.get(f"http://127.0.0.1:{port}{endpoint['path']}", timeout=10)
+        assert metrics.status_code == 200 and ":tensorflow:serving:request_count" in metrics.text
+
     # Drain: slow requests in flight across preStop and SIGTERM all complete, correctly.
     # Size the requests so one takes ~3 s here: longer than preStop + the exec round trip, so
     # all of them are still running when SIGTERM arrives (asserted below).
@@ -164,7 +173,7 @@ def _check_lifecycle(pod: Pod, models: tuple[Path, dict[str, Any]]) -> dict[str,
         t = time.monotonic()
         client.predict("slow", rng.normal(size=(2000, FEATURES)).astype(np.float32))
         per_row = (time.monotonic() - t) / 2000
-    rows = rng.normal(size=(int(np.clip(3.0 / per_row, 2000, 16000)), FEATURES)).astype(np.float32)
+    rows = rng.normal(size=(int(np.clip(3.0 / per_row, 2000, 32000)), FEATURES)).astype(np.float32)
     single = per_row * len(rows)
     expected = keras_models["slow"].predict(rows, verbose=0)
     in_flight = 3
@@ -205,16 +214,20 @@ def _check_lifecycle(pod: Pod, models: tuple[Path, dict[str, Any]]) -> dict[str,
             "sigterm_to_exit_s": exited_at - sigterm_at, "grace_s": grace}
 
 
-def _options(image: str, storage: str) -> RenderOptions:
+def _options(image: str, storage: str, **kwargs: Any) -> RenderOptions:
     return RenderOptions(image=image, storage=parse_storage(storage), grpc_port=_free_port(),
-                         http_port=_free_port(), timing=ProbeTiming(pre_stop_seconds=PRE_STOP_SECONDS))
+                         http_port=_free_port(), timing=ProbeTiming(pre_stop_seconds=PRE_STOP_SECONDS), **kwargs)
 
 
-def test_baked_pod_runs_as_rendered(models, baked_image: str, run_pod) -> None:  # type: ignore[no-untyped-def]
+def test_baked_pod_runs_as_rendered(models, baked_image: str, run_pod, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     root, _ = models
-    rendered = render(root, _options(baked_image, "baked"))
+    # batching and monitoring configs come from the ConfigMap, not the image
+    batching = tmp_path / "batching.txt"
+    batching.write_text("max_batch_size { value: 32768 }\nbatch_timeout_micros { value: 2000 }\n")
+    rendered = render(root, _options(baked_image, "baked", batching_file=batching, monitoring=True))
+    assert "num_batch_threads {\n  value: 2\n}" in rendered.by_kind("ConfigMap")["data"]["batching.config"]
     pod = run_pod(rendered)
-    figures = _check_lifecycle(pod, models)
+    figures = _check_lifecycle(pod, models, scrape=rendered.by_kind("ServiceMonitor"))
     print("baked:", {k: round(v, 2) for k, v in figures.items()})
 
 
