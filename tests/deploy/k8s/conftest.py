@@ -8,28 +8,28 @@ from pathlib import Path
 
 import pytest
 
-TESTDATA = Path(__file__).resolve().parents[4] / "shared" / "testdata" / "tf-serving"
 
-
-def _models_dir(root: Path, **models: str) -> Path:
+def _models_dir(testdata: Path, root: Path, **models: str) -> Path:
     for name, source in models.items():
-        shutil.copytree(TESTDATA / source, root / name)
+        shutil.copytree(testdata / source, root / name)
     return root
 
 
 @pytest.fixture
-def one_model(tmp_path: Path) -> Path:
+def one_model(tmp_path: Path, tf_serving_testdata: Path) -> Path:
     """models/half_plus_two/{123,124}/"""
-    return _models_dir(tmp_path / "models", half_plus_two="saved_model_half_plus_two_2_versions")
+    return _models_dir(tf_serving_testdata, tmp_path / "models",
+                       half_plus_two="saved_model_half_plus_two_2_versions")
 
 
 @pytest.fixture
-def two_models(tmp_path: Path) -> Path:
+def two_models(tmp_path: Path, tf_serving_testdata: Path) -> Path:
     """models/half_plus_two/{123,124}/ and models/half_plus_three/123/"""
-    return _models_dir(tmp_path / "models2", half_plus_two="saved_model_half_plus_two_2_versions",
+    return _models_dir(tf_serving_testdata, tmp_path / "models2",
+                       half_plus_two="saved_model_half_plus_two_2_versions",
                        half_plus_three="saved_model_half_plus_three")
 
 
 @pytest.fixture
-def batching_file() -> Path:
-    return TESTDATA / "batching_config.txt"
+def batching_file(tf_serving_testdata: Path) -> Path:
+    return tf_serving_testdata / "batching_config.txt"
