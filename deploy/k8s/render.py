@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tfship.deploy.docker.context import ModelSource, discover_models
 from tfship.serving.config import (
     ModelEntry,
     MonitoringConfig,
@@ -32,7 +33,6 @@ from tfship.serving.config import (
     read_model_config_file,
 )
 from tfship.serving.config.monitoring import DEFAULT_PROMETHEUS_PATH
-from tfship.deploy.docker.context import ModelSource, discover_models
 
 from tfship import __version__
 from tfship.errors import ConfigError
