@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 from tfship.client.config import ClientConfig
+from tfship.client.endpoints import Endpoint, Target
 from tfship.client.types import ClassifyResult, ModelMetadata, Prediction, SignatureInfo, VersionStatus
 
 from tfship.errors import (
@@ -67,11 +68,13 @@ class Client(abc.ABC):
 
     transport: str = ""
 
-    def __init__(self, url: str, config: ClientConfig) -> None:
-        self.url = url
+    def __init__(self, target: Target, config: ClientConfig) -> None:
+        self.target = target
+        self.url = target.url
         self.config = config
         self._metadata_cache: dict[tuple[str, int | None, str | None], tuple[float, ModelMetadata]] = {}
         self._lock = threading.Lock()
+        self._replica_clients: dict[Endpoint, Client] = {}
 
     # ------------------------------------------------------------------ transport hooks
 
@@ -96,7 +99,36 @@ class Client(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Close channels / connection pools. The client cannot be used afterwards."""
+        """Close channels / connection pools (and replica handles). The client cannot be used afterwards."""
+
+    # ------------------------------------------------------------------ replicas
+
+    def replicas(self) -> list[Client]:
+        """One client per replica this client balances over, in endpoint order.
+
+        For ``grpc://a:8500,b:8500`` the two listed servers; for ``dns:///NAME:8500`` one per
+        address the name resolves to *now* (asked again on each call, so scaled-up replicas
+        appear). A single-server client returns ``[self]``. The handles belong to this client:
+        it closes them; do not close them yourself. Each handle's ``.url`` names its replica.
+        """
+        if not self.target.several:
+            return [self]
+        endpoints = self.target.resolve()
+        with self._lock:
+            handles = []
+            for endpoint in endpoints:
+                handle = self._replica_clients.get(endpoint)
+                if handle is None:
+                    handle = self._replica_clients[endpoint] = type(self)(
+                        Target(endpoint.url, endpoint.scheme, (endpoint,)), self.config)
+                handles.append(handle)
+        return handles
+
+    def _close_replicas(self) -> None:
+        with self._lock:
+            handles, self._replica_clients = list(self._replica_clients.values()), {}
+        for handle in handles:
+            handle.close()
 
     # ------------------------------------------------------------------ public API
 
@@ -126,8 +158,8 @@ class Client(abc.ABC):
         """
         ref = ModelRef(model, version, label, signature)
         named = self._named_inputs(ref, inputs)
-        outputs, answered = self._call(ref, lambda: self._predict(ref, named, tuple(output_filter),
-                                                                  self._timeout(timeout)), named)
+        outputs, answered = self._call(ref, lambda left: self._predict(ref, named, tuple(output_filter), left),
+                                       self._timeout(timeout), named)
         return Prediction(outputs, answered)
 
     def classify(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
@@ -136,8 +168,8 @@ class Client(abc.ABC):
                  timeout: float | None = None) -> ClassifyResult:
         """Classify tf.Examples given as feature dicts (or serialized bytes over gRPC)."""
         ref = ModelRef(model, version, label, signature)
-        return self._call(ref, lambda: self._classify(ref, list(examples), context,
-                                                       self._timeout(timeout)))
+        return self._call(ref, lambda left: self._classify(ref, list(examples), context, left),
+                          self._timeout(timeout))
 
     def regress(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
                 context: Mapping[str, Any] | None = None, version: int | None = None,
@@ -145,14 +177,14 @@ class Client(abc.ABC):
                 timeout: float | None = None) -> np.ndarray:
         """Regress tf.Examples; returns a float32 array with one value per example."""
         ref = ModelRef(model, version, label, signature)
-        return self._call(ref, lambda: self._regress(ref, list(examples), context,
-                                                      self._timeout(timeout)))
+        return self._call(ref, lambda left: self._regress(ref, list(examples), context, left),
+                          self._timeout(timeout))
 
     def metadata(self, model: str, *, version: int | None = None, label: str | None = None,
                  timeout: float | None = None) -> ModelMetadata:
         """The model's signatures (all SignatureDefs) and the version that answered."""
         ref = ModelRef(model, version, label)
-        meta = self._call(ref, lambda: self._metadata(ref, self._timeout(timeout)))
+        meta = self._call(ref, lambda left: self._metadata(ref, left), self._timeout(timeout))
         with self._lock:
             self._metadata_cache[(model, version, label)] = (time.monotonic(), meta)
         return meta
@@ -161,7 +193,7 @@ class Client(abc.ABC):
                timeout: float | None = None) -> list[VersionStatus]:
         """Every version the server knows for ``model`` (newest first), with its state."""
         ref = ModelRef(model, version)
-        return self._call(ref, lambda: self._status(ref, self._timeout(timeout)), explain=False)
+        return self._call(ref, lambda left: self._status(ref, left), self._timeout(timeout), explain=False)
 
     def wait_until_available(self, model: str, version: int | None = None, *,
                              timeout: float = 60.0, poll_interval: float = 0.1) -> int:
@@ -279,22 +311,33 @@ class Client(abc.ABC):
             out[name] = as_ndarray(value, dtypes.by_name(spec.dtype) if spec else None)
         return out
 
-    def _call(self, ref: ModelRef, fn: Callable[[], T], sent: Mapping[str, np.ndarray] | None = None,
-              *, explain: bool = True) -> T:
-        """Run ``fn`` with retries for transient failures; add hints to the final error."""
+    def _call(self, ref: ModelRef, fn: Callable[[float | None], T], timeout: float | None,
+              sent: Mapping[str, np.ndarray] | None = None, *, explain: bool = True) -> T:
+        """Run ``fn(seconds_left)`` with retries for transient failures; add hints to the final error.
+
+        Retries (UNAVAILABLE only: the request never ran) stay within the RetryPolicy's attempts
+        and the call's deadline: each attempt gets the time that is left, and no retry starts
+        after its backoff would cross the deadline. Over several replicas the retry lands on
+        another one (round robin skips a replica that just failed).
+        """
         policy = self.config.retry
+        deadline = None if timeout is None else time.monotonic() + timeout
         attempt = 0
         while True:
             attempt += 1
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                return fn()
+                return fn(left)
             except UnavailableError as exc:
-                if attempt < max(1, policy.max_attempts):
-                    time.sleep(policy.backoff(attempt))  # backoff between retries, not a sync
+                pause = policy.backoff(attempt)
+                in_time = deadline is None or time.monotonic() + pause < deadline
+                if attempt < max(1, policy.max_attempts) and in_time:
+                    time.sleep(pause)  # backoff between retries, not a sync
                     continue
                 exc.details = {"attempts": attempt}
                 if exc.hint is None:
-                    exc.hint = (f"Gave up after {attempt} attempt(s) to {self.url}: is the server "
+                    why = "" if in_time else " (the call's deadline left no time for another)"
+                    exc.hint = (f"Gave up after {attempt} attempt(s){why} to {self.url}: is the server "
                                 "running and listening on that port?")
                     exc.args = (f"{exc.message}\n{exc.hint}",)
                 raise

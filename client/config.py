@@ -69,3 +69,6 @@ class ClientConfig:
     #: Add hints to errors (versions the model has, the inputs the signature expects) by asking
     #: the server; costs one extra request on the error path only.
     explain_errors: bool = True
+    #: Over several replicas: the longest wait (seconds) before the gRPC channel tries a replica
+    #: that went away again (grpcio's default is 120 s, far too long for a restarted replica).
+    reconnect_backoff_max: float = 5.0

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from collections.abc import Sequence
 
 from tfship.client.base import Client
 from tfship.client.config import ClientConfig
-
-from tfship.errors import ConfigError
+from tfship.client.endpoints import parse_target
 
 __all__ = ["connect"]
 
-_SCHEMES = ("grpc", "grpcs", "http", "https")
 
-
-def connect(url: str, config: ClientConfig | None = None) -> Client:
+def connect(url: str | Sequence[str], config: ClientConfig | None = None) -> Client:
     """A client for ``grpc://host:port``, ``grpcs://host:port``, ``http://host:port`` or ``https://``.
+
+    Several replicas of one model server: ``grpc://a:8500,b:8500,c:8500`` (or a list of URLs), or
+    a DNS name with one address per replica, ``dns:///models-headless.ns.svc:8500`` (a Kubernetes
+    headless Service; ``dns+http:///NAME:8501`` for REST). Calls are then balanced per call
+    (gRPC's ``round_robin`` policy, not one pinned HTTP/2 connection), a call that finds a replica
+    gone is retried on another one within the :class:`RetryPolicy` and the call's deadline, and
+    :meth:`Client.replicas` gives one client per replica.
 
     Use it as a context manager so channels and connection pools are closed::
 
@@ -23,21 +27,11 @@ def connect(url: str, config: ClientConfig | None = None) -> Client:
             y = client.predict("half_plus_two", np.array([1.0, 2.0], np.float32))
     """
     config = config or ClientConfig()
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _SCHEMES or not parts.hostname:
-        raise ConfigError(
-            f"Cannot connect to {url!r}: use grpc://HOST:PORT (TF Serving's --port, default 8500) "
-            "or http://HOST:PORT (--rest_api_port, default 8501); grpcs:// and https:// for TLS."
-        )
-    if scheme.startswith("grpc"):
+    target = parse_target(url)
+    if target.is_grpc:
         from tfship.client.grpc_transport import GrpcClient
 
-        if parts.path not in ("", "/"):
-            raise ConfigError(f"A gRPC URL has no path: use grpc://{parts.netloc} instead of {url!r}.")
-        port = parts.port or (443 if scheme == "grpcs" else 8500)
-        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-        return GrpcClient(url, f"{host}:{port}", config, secure=scheme == "grpcs")
+        return GrpcClient(target, config)
     from tfship.client.rest_transport import RestClient
 
-    return RestClient(url.rstrip("/"), config)
+    return RestClient(target, config)

@@ -15,6 +15,7 @@ import grpc
 import numpy as np
 from tfship.client.base import Client, ModelRef
 from tfship.client.config import ClientConfig, TlsConfig
+from tfship.client.endpoints import Target, is_ip_literal, resolve_addresses
 from tfship.client.examples import input_proto
 from tfship.client.types import (
     STATE_NAMES,
@@ -117,30 +118,63 @@ def _read_file(path: str | None) -> bytes | None:
         return fh.read()
 
 
+def channel_target(target: Target) -> str:
+    """The grpcio target string: ``host:port``, ``dns:///NAME:PORT``, or ``ipv4:a:p,b:p`` for a list.
+
+    A list of replicas becomes one ``ipv4:``/``ipv6:`` target (names resolved once, here) so a
+    single channel balances over all of them; gRPC's own ``dns:///`` resolver handles DNS names
+    and re-resolves when a replica's connection drops.
+    """
+    if target.dns_name is not None:
+        host = f"[{target.dns_name}]" if ":" in target.dns_name else target.dns_name
+        return f"dns:///{host}:{target.dns_port}"
+    if len(target.endpoints) == 1:
+        return target.endpoints[0].netloc
+    addresses: list[tuple[str, int]] = []
+    for endpoint in target.endpoints:
+        hosts = [endpoint.host] if is_ip_literal(endpoint.host) else resolve_addresses(endpoint.host, endpoint.port)
+        addresses += [(host, endpoint.port) for host in hosts if (host, endpoint.port) not in addresses]
+    if all(":" not in host for host, _ in addresses):
+        return "ipv4:" + ",".join(f"{host}:{port}" for host, port in addresses)
+    # One target holds one address family: IPv4 replicas join an IPv6 list as mapped addresses.
+    return "ipv6:" + ",".join(f"[{host if ':' in host else '::ffff:' + host}]:{port}" for host, port in addresses)
+
+
 class GrpcClient(Client):
-    """Client over gRPC (``grpc://host:port``, or ``grpcs://`` for TLS)."""
+    """Client over gRPC (``grpc://host:port``, or ``grpcs://`` for TLS).
+
+    Over several replicas (a list, or ``dns:///NAME:PORT``) one channel holds a subchannel per
+    replica and grpcio's ``round_robin`` policy spreads the calls over the READY ones; a replica
+    that goes away leaves the rotation as soon as its connection drops, and comes back once the
+    channel reconnects (backoff capped by ``ClientConfig.reconnect_backoff_max``).
+    """
 
     transport = "grpc"
 
-    def __init__(self, url: str, target: str, config: ClientConfig, *, secure: bool = False) -> None:
-        super().__init__(url, config)
+    def __init__(self, target: Target, config: ClientConfig) -> None:
+        super().__init__(target, config)
         options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", config.max_send_message_bytes),
             ("grpc.max_receive_message_length", config.max_receive_message_bytes),
         ]
+        address = channel_target(target)
+        if target.several:
+            options += [("grpc.lb_policy_name", "round_robin"),
+                        ("grpc.max_reconnect_backoff_ms", int(config.reconnect_backoff_max * 1000))]
+        server_name = next((e.server_name for e in target.endpoints if e.server_name), None)
         tls = config.tls
-        if secure or tls is not None:
+        if target.secure or tls is not None:
             tls = tls or TlsConfig()
             creds = grpc.ssl_channel_credentials(
                 root_certificates=_read_file(tls.root_certificates),
                 private_key=_read_file(tls.client_key),
                 certificate_chain=_read_file(tls.client_cert),
             )
-            if tls.server_name_override:
-                options.append(("grpc.ssl_target_name_override", tls.server_name_override))
-            self._channel = grpc.secure_channel(target, creds, options=options)
+            if tls.server_name_override or server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name_override or server_name))
+            self._channel = grpc.secure_channel(address, creds, options=options)
         else:
-            self._channel = grpc.insecure_channel(target, options=options)
+            self._channel = grpc.insecure_channel(address, options=options)
         # Raw bytes in and out: we serialize and parse ourselves.
         self._rpc = {name: self._channel.unary_unary(path) for name, path in METHODS.items()}
 
@@ -205,4 +239,5 @@ class GrpcClient(Client):
         ]
 
     def close(self) -> None:
+        self._close_replicas()
         self._channel.close()

@@ -8,7 +8,9 @@ none.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -17,6 +19,7 @@ import httpx
 import numpy as np
 from tfship.client.base import Client, ModelRef
 from tfship.client.config import ClientConfig
+from tfship.client.endpoints import Endpoint, RoundRobin, Target
 from tfship.client.types import (
     ClassifyResult,
     ModelMetadata,
@@ -27,6 +30,7 @@ from tfship.client.types import (
 
 from tfship.errors import (
     Code,
+    ConfigError,
     DeadlineExceededError,
     InvalidArgumentError,
     UnavailableError,
@@ -92,41 +96,67 @@ def _ssl_context(config: ClientConfig) -> ssl.SSLContext | bool:
 
 
 class RestClient(Client):
-    """Client over TF Serving's REST API (``http://host:port`` or ``https://``)."""
+    """Client over TF Serving's REST API (``http://host:port`` or ``https://``).
+
+    Over several replicas (``http://a:8501,b:8501`` or ``dns+http:///NAME:8501``) each call goes
+    to the next replica in turn; one that refuses or drops a connection is skipped for a short
+    cool-down (:class:`~tfship.client.endpoints.RoundRobin`) and the call is retried elsewhere.
+    A DNS name is resolved again every ``DNS_REFRESH_SECONDS``.
+    """
 
     transport = "rest"
+    DNS_REFRESH_SECONDS = 10.0
 
-    def __init__(self, url: str, config: ClientConfig) -> None:
-        super().__init__(url, config)
+    def __init__(self, target: Target, config: ClientConfig) -> None:
+        super().__init__(target, config)
         limits = httpx.Limits(max_connections=config.max_connections,
                               max_keepalive_connections=config.max_connections)
         self._http = httpx.Client(
-            base_url=url, limits=limits, verify=_ssl_context(config),
+            limits=limits, verify=_ssl_context(config),
             timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
             headers={"Content-Type": "application/json"},
         )
+        self._rotation = RoundRobin(target.resolve())
+        self._resolved_at = time.monotonic()
 
     # ------------------------------------------------------------------ plumbing
 
+    def _pick(self) -> Endpoint:
+        if self.target.dns_name is not None and time.monotonic() - self._resolved_at > self.DNS_REFRESH_SECONDS:
+            self._resolved_at = time.monotonic()
+            with contextlib.suppress(ConfigError):  # keep the last good answer through a DNS hiccup
+                self._rotation.refresh(self.target.resolve())
+        return self._rotation.pick()
+
     def _request(self, method: str, path: str, ref: ModelRef, timeout: float | None,
                  body: Any = None) -> Any:
+        endpoint = self._pick()
+        where = endpoint.url if self.target.several else self.url
         kwargs: dict[str, Any] = {
             "timeout": httpx.Timeout(timeout, connect=self.config.connect_timeout)}
+        if endpoint.server_name:  # an address from a DNS name: the server knows itself by the name
+            kwargs["headers"] = {"Host": f"{endpoint.server_name}:{endpoint.port}"}
+            if endpoint.secure:
+                kwargs["extensions"] = {"sni_hostname": endpoint.server_name}
         if body is not None:
             kwargs["content"] = dumps(body)
+        scheme = "https" if endpoint.secure else "http"
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(method, f"{scheme}://{endpoint.netloc}{path}", **kwargs)
         except httpx.TimeoutException as exc:
             if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-                raise UnavailableError(f"Timed out connecting to {self.url}: {exc}",
+                self._rotation.mark_down(endpoint)
+                raise UnavailableError(f"Timed out connecting to {where}: {exc}",
                                        model=ref.name) from None
-            raise DeadlineExceededError(f"No answer from {self.url} within {timeout} s: {exc}",
+            raise DeadlineExceededError(f"No answer from {where} within {timeout} s: {exc}",
                                         model=ref.name) from None
         except (httpx.TransportError, OSError) as exc:  # refused, reset, closed mid-response
-            raise UnavailableError(f"Cannot reach {self.url}: {type(exc).__name__}: {exc}",
+            self._rotation.mark_down(endpoint)
+            raise UnavailableError(f"Cannot reach {where}: {type(exc).__name__}: {exc}",
                                    model=ref.name) from None
         except RuntimeError as exc:  # "Cannot send a request, as the client has been closed."
             raise UnavailableError(f"REST client for {self.url} is closed: {exc}") from None
+        self._rotation.mark_up(endpoint)
         if response.status_code == 200:
             return loads(response.content, numeric_arrays=True)  # big predictions parse with numpy
         try:
@@ -203,4 +233,5 @@ class RestClient(Client):
         return status_from_json(self._request("GET", _path(ref), ref, timeout))
 
     def close(self) -> None:
+        self._close_replicas()
         self._http.close()

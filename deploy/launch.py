@@ -113,15 +113,18 @@ def start_model_server(model_base_path: str | os.PathLike[str] | None = None,
                        wait_for: Sequence[tuple[str, int | None]] | None = None,
                        extra_args: Sequence[str] = (), timeout: float = 120.0, rest: bool = True,
                        log_path: str | os.PathLike[str] | None = None,
-                       env: dict[str, str] | None = None) -> ModelServer:
+                       env: dict[str, str] | None = None, grpc_port: int | None = None,
+                       rest_port: int | None = None) -> ModelServer:
     """Start tfship-model-server on free ports and wait until it serves.
 
     ``rest=False`` starts no REST server (``--rest_api_port=0``). ``wait_for`` lists
     ``(model, version or None)`` pairs that must be AVAILABLE (default: the single ``model_name``).
+    ``grpc_port``/``rest_port`` pin the ports (restarting a replica where its clients expect it).
     Raises :class:`UnavailableError` with the server's log tail if it exits or is not ready within
     ``timeout`` seconds.
     """
-    grpc_port, rest_port = free_port(), (free_port() if rest else 0)
+    grpc_port = grpc_port or free_port()
+    rest_port = (rest_port or free_port()) if rest else 0
     while rest and rest_port == grpc_port:
         rest_port = free_port()
     # Loopback only: tfship-model-server binds 0.0.0.0 by default, like TF Serving.
