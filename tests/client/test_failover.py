@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from client_test_models import needs_tf
-from replica_set import ReplicaSet, replica_set
 from tfship.client import connect
+from tfship.deploy.local_fleet import LocalFleet, start_local_fleet
 
 from tfship.errors import InvalidArgumentError
 
 pytestmark = [needs_tf, pytest.mark.slow]
 X = np.array([1.0, 2.0, 5.0], np.float32)
+MONITORING = 'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
 
 
 @pytest.fixture(scope="module")
-def fleet(tf_serving_testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaSet]:
+def fleet(tf_serving_testdata: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
     base = tmp_path_factory.mktemp("fleet-models")
     shutil.copytree(tf_serving_testdata / "saved_model_half_plus_two_cpu", base / "half")
-    with replica_set(base / "half", "half", 3, base / "run") as running:
+    (base / "monitoring.txt").write_text(MONITORING)
+    with start_local_fleet(base, ["half"], replicas=3, load_balancer=False, workdir=base / "run",
+                           extra_args=[f"--monitoring_config_file={base / 'monitoring.txt'}"]) as running:
         yield running
+
+
+def answered(fleet: LocalFleet, index: int, status: str = "OK") -> float:
+    """Predict calls replica ``index`` answered with ``status`` (its own Prometheus counter)."""
+    page = httpx.get(f"{fleet.replicas[index].rest_url}/monitoring/prometheus/metrics", timeout=10).text
+    pattern = rf'^:tensorflow:serving:request_count\{{[^}}]*API="predict"[^}}]*status="{status}"\}} (\S+)$'
+    return sum(float(v) for v in re.findall(pattern, page, re.MULTILINE))
 
 
 class Callers:
@@ -78,43 +90,33 @@ def wait_until(condition, what: str, timeout: float = 60.0) -> None:  # type: ig
         time.sleep(0.1)  # polling a remote counter; bounded above
 
 
-def test_sigkill_one_of_three_replicas_costs_no_call_and_a_restart_rejoins(fleet: ReplicaSet) -> None:
-    grpc_url = ",".join(fleet.grpc_urls())
-    rest_url = ",".join(fleet.rest_urls())
-    with Callers([grpc_url, rest_url], threads=8) as callers:
+def test_sigkill_one_of_three_replicas_costs_no_call_and_a_restart_rejoins(fleet: LocalFleet) -> None:
+    with Callers([fleet.grpc_target, fleet.rest_target], threads=8) as callers:
         callers.wait_for(300)
         # Per-call balancing: every replica answered some of the calls (not one pinned connection).
-        counts = [fleet.predict_count(i) for i in range(3)]
+        counts = [answered(fleet, i) for i in range(3)]
         assert all(c > 0 for c in counts), counts
 
-        fleet.kill(1)
+        fleet.kill_replica(1)
         callers.wait_for(600)
         assert callers.failures == []
 
-        fleet.start(1)  # same ports, fresh process: its counter starts at 0
-        wait_until(lambda: fleet.predict_count(1) >= 20, "the restarted replica to answer calls again")
+        fleet.start_replica(1)  # same ports, fresh process: its counter starts at 0
+        wait_until(lambda: answered(fleet, 1) >= 20, "the restarted replica to answer calls again")
         callers.wait_for(100)
     assert callers.failures == [], callers.failures[:5]
     assert callers.calls > 1000
 
 
-def test_invalid_input_is_never_retried_on_another_replica(fleet: ReplicaSet) -> None:
+def test_invalid_input_is_never_retried_on_another_replica(fleet: LocalFleet) -> None:
+    for replica in fleet.replicas:
+        fleet.start_replica(replica.index)  # no-op for running ones
+
     def rejected() -> float:
-        import re
+        return sum(answered(fleet, i, "INVALID_ARGUMENT") for i in range(3))
 
-        import httpx
-
-        total = 0.0
-        for url in fleet.rest_urls():
-            page = httpx.get(f"{url}/monitoring/prometheus/metrics", timeout=10).text
-            total += sum(float(v) for v in re.findall(r'status="INVALID_ARGUMENT"\} (\S+)', page))
-        return total
-
-    for i in range(3):
-        if fleet.servers[i] is None:
-            fleet.start(i)
     before = rejected()
-    for url in (",".join(fleet.grpc_urls()), ",".join(fleet.rest_urls())):
+    for url in (fleet.grpc_target, fleet.rest_target):
         with connect(url) as client, pytest.raises(InvalidArgumentError):
             client.predict("half", {"x": np.array([[["not", "a", "float"]]])})
     assert rejected() - before == 2  # one attempt per transport, on one replica
