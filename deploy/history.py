@@ -39,6 +39,8 @@ class SwapRecord:
     retired: list[int] = field(default_factory=list)
     quarantined: str | None = None
     time: float = field(default_factory=time.time)
+    #: A fleet swap: one entry per replica (url, ok, available_s, parity, error, skipped).
+    replicas: list[dict[str, Any]] | None = None
 
     @property
     def ok(self) -> bool:

@@ -72,6 +72,9 @@ class SwapOptions:
     tolerances: Mapping[str, Any] | None = None
     verify_in_process: bool = True
     on_event: Callable[[str], None] | None = field(default=None, compare=False)
+    #: A fleet (``url`` lists several replicas or is a dns:/// name): how many replicas must answer
+    #: when the swap starts (default: all); the others are left out (see :mod:`tfship.deploy.fleet`).
+    min_replicas: int | None = None
 
     def __post_init__(self) -> None:
         if self.label is not None and self.config_file is None:
@@ -83,6 +86,8 @@ class SwapOptions:
             raise SwapError(f"reload must be 'grpc' or 'poll', not {self.reload!r}.")
         if self.retention < 1:
             raise SwapError("retention must keep at least the serving version (>= 1).")
+        if self.min_replicas is not None and self.min_replicas < 1:
+            raise SwapError(f"min_replicas must be at least 1, not {self.min_replicas}.")
 
 
 # --------------------------------------------------------------------------- public API
@@ -107,7 +112,7 @@ def swap(
     if (new_model is None) == (version is None):
         raise SwapError("Pass either a new model to export or version= of an exported one (not both).")
     models_dir = Path(models_dir)
-    plan = _Plan(models_dir, name, options)
+    plan = _plan(models_dir, name, options)
     with plan.client() as client:
         current = plan.current_default(client)
         staged = plan.stage(new_model, version, export_kwargs)
@@ -128,11 +133,22 @@ def rollback(
     Its dir must still be on disk (see ``SwapOptions.retention``).
     """
     models_dir = Path(models_dir)
-    plan = _Plan(models_dir, name, options)
+    plan = _plan(models_dir, name, options)
     with plan.client() as client:
         current = plan.current_default(client)
         target = to_version if to_version is not None else plan.previous_good(current)
         return plan.roll_back_to(client, current, target)
+
+
+def _plan(models_dir: Path, name: str, options: SwapOptions) -> _Plan:
+    """A fleet's plan when the URL names several replicas (every step on every replica)."""
+    from tfship.client.endpoints import parse_target
+
+    if parse_target(options.url).several:
+        from tfship.deploy.fleet import FleetPlan
+
+        return FleetPlan(models_dir, name, options)
+    return _Plan(models_dir, name, options)
 
 
 # --------------------------------------------------------------------------- signatures
@@ -324,11 +340,11 @@ class _Plan:
             client.wait_until_available(self.name, staged.version, timeout=self.options.timeout)
             latency = time.monotonic() - published_at
             report = self._server_parity(client, staged)
+            self._wait_default(client, staged.version)
         except TfshipError as exc:
             where = self._withdraw(client, staged, current)
             raise self.fail(SwapRecord(**base, outcome="failed", quarantined=where,
                                        reason=f"version {staged.version} did not pass on the server: {exc}")) from exc
-        self._wait_default(client, staged.version)
         retired = self._retire(keep={staged.version})
         return self.record(SwapRecord(**base, outcome="promoted", parity=report,
                                       publish_to_serving_s=round(latency, 4), retired=retired))
@@ -483,6 +499,9 @@ class _Plan:
 
     # ---------------------------------------------------------------- model config
 
+    def _reload(self, text: str) -> None:
+        _reload_config(self.options.url, text, self.options.timeout)
+
     def _config_entry(self) -> tuple[list[Any], int]:
         from tfship.serving.config.model_config import model_entries, read_model_config_file
 
@@ -513,7 +532,7 @@ class _Plan:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         if self.options.reload == "grpc":
-            _reload_config(self.options.url, text, self.options.timeout)
+            self._reload(text)
         # With reload="poll" the caller's waits (AVAILABLE, label resolution) observe the effect.
 
 

@@ -9,7 +9,12 @@ import click
 from tfship.cli import EXIT_CHECK_FAILED
 
 _common = [
-    click.option("--url", required=True, help="Live server, e.g. grpc://127.0.0.1:8500 (REST works for latest-N)."),
+    click.option("--url", "urls", required=True, multiple=True,
+                 help="Live server, e.g. grpc://127.0.0.1:8500 (REST works for latest-N). A fleet: repeat --url, "
+                      "or grpc://a:8500,b:8500, or dns:///NAME:8500; every replica must load and pass."),
+    click.option("--min-replicas", type=click.IntRange(min=1), default=None,
+                 help="Fleet: replicas that must answer when the swap starts (default: all); the others are "
+                      "left out and load the shared storage's latest version when they return."),
     click.option("--label", default=None, help="Move this version label (e.g. stable) instead of relying on latest-N."),
     click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
                  help="The model config file the server reads (required with --label)."),
@@ -26,11 +31,13 @@ def _with_common(func):  # type: ignore[no-untyped-def]
     return func
 
 
-def _options(url: str, label: str | None, config_file: Path | None, reload: str, timeout: float, **extra):  # type: ignore[no-untyped-def]
+def _options(urls: tuple[str, ...], label: str | None, config_file: Path | None, reload: str, timeout: float,  # type: ignore[no-untyped-def]
+             min_replicas: int | None, **extra):
     from tfship.deploy.swap import SwapOptions
 
-    return SwapOptions(url=url, label=label, config_file=config_file, reload=reload, timeout=timeout,
-                       on_event=lambda message: click.echo(f"  {message}", err=True), **extra)
+    return SwapOptions(url=",".join(urls), label=label, config_file=config_file, reload=reload, timeout=timeout,
+                       min_replicas=min_replicas, on_event=lambda message: click.echo(f"  {message}", err=True),
+                       **extra)
 
 
 def _report(record) -> None:  # type: ignore[no-untyped-def]
@@ -40,6 +47,20 @@ def _report(record) -> None:  # type: ignore[no-untyped-def]
         click.echo(f"  publish-to-serving {record.publish_to_serving_s:.2f} s")
     if record.retired:
         click.echo(f"  retired versions {record.retired}")
+    _report_replicas(record)
+
+
+def _report_replicas(record) -> None:  # type: ignore[no-untyped-def]
+    for replica in record.replicas or []:
+        if replica.get("skipped"):
+            click.echo(f"  {replica['url']}  skipped ({replica.get('error', 'down')})")
+            continue
+        state = "ok" if replica["ok"] else "FAILED"
+        loaded = f"  AVAILABLE after {replica['available_s']:.2f} s" if replica.get("available_s") else ""
+        parity = replica.get("parity")
+        checked = f"  parity {'ok' if parity['ok'] else 'MISMATCH'}" if parity else ""
+        error = f"  {replica['error']}" if replica.get("error") else ""
+        click.echo(f"  {replica['url']}  {state}{loaded}{checked}{error}")
 
 
 @click.command()
@@ -52,9 +73,9 @@ def _report(record) -> None:  # type: ignore[no-untyped-def]
               help="Version dirs kept on disk (the serving one included) as rollback targets.")
 @click.option("--allow-signature-change", is_flag=True, help="Accept a new version whose signature differs.")
 @click.option("--unsafe", is_flag=True, help="Load NEW_MODEL with Keras safe mode off (Lambda layers).")
-def swap(models_dir: Path, name: str, new_model: str | None, version: int | None, url: str, label: str | None,
-         config_file: Path | None, reload: str, timeout: float, retention: int, allow_signature_change: bool,
-         unsafe: bool) -> None:
+def swap(models_dir: Path, name: str, new_model: str | None, version: int | None, urls: tuple[str, ...],
+         min_replicas: int | None, label: str | None, config_file: Path | None, reload: str, timeout: float,
+         retention: int, allow_signature_change: bool, unsafe: bool) -> None:
     """Make a new version of NAME the served default, verified, dropping no request.
 
     \b
@@ -70,17 +91,26 @@ def swap(models_dir: Path, name: str, new_model: str | None, version: int | None
       tfship swap models mnist mnist_v2.keras --url grpc://127.0.0.1:8500
       tfship swap models mnist --version 7 --url grpc://127.0.0.1:8500 \\
           --label stable --config models/models.config
+      tfship swap models mnist mnist_v2.keras --url dns:///mnist-headless.prod.svc:8500
+
+    \b
+    A fleet (several --url, a comma list or a dns:/// name): the version must become
+    AVAILABLE and pass parity on every replica, or the swap fails and is rolled back on
+    all of them; the record lists each replica's result.
     """
     from tfship.deploy.swap import swap as run_swap
     from tfship.errors import SwapError
 
-    options = _options(url, label, config_file, reload, timeout, retention=retention,
+    options = _options(urls, label, config_file, reload, timeout, min_replicas, retention=retention,
                        allow_signature_change=allow_signature_change)
     try:
         record = run_swap(models_dir, name, new_model, version=version, options=options,
                           export_kwargs={"safe_mode": not unsafe} if new_model else None)
     except SwapError as exc:
         click.secho(f"swap failed: {exc}", fg="red", err=True)
+        record = getattr(exc, "record", None)
+        if record is not None:
+            _report_replicas(record)
         raise SystemExit(EXIT_CHECK_FAILED) from None
     _report(record)
 
@@ -91,8 +121,8 @@ def swap(models_dir: Path, name: str, new_model: str | None, version: int | None
 @click.option("--to", "to_version", type=int, default=None,
               help="Version to return to (default: the one the last swap replaced).")
 @_with_common
-def rollback(models_dir: Path, name: str, to_version: int | None, url: str, label: str | None,
-             config_file: Path | None, reload: str, timeout: float) -> None:
+def rollback(models_dir: Path, name: str, to_version: int | None, urls: tuple[str, ...], min_replicas: int | None,
+             label: str | None, config_file: Path | None, reload: str, timeout: float) -> None:
     """Return NAME's default (or --label) to the previous good version.
 
     \b
@@ -103,8 +133,8 @@ def rollback(models_dir: Path, name: str, to_version: int | None, url: str, labe
     from tfship.errors import SwapError
 
     try:
-        record = run_rollback(models_dir, name, options=_options(url, label, config_file, reload, timeout),
-                              to_version=to_version)
+        options = _options(urls, label, config_file, reload, timeout, min_replicas)
+        record = run_rollback(models_dir, name, options=options, to_version=to_version)
     except SwapError as exc:
         click.secho(f"rollback failed: {exc}", fg="red", err=True)
         raise SystemExit(EXIT_CHECK_FAILED) from None

@@ -1,0 +1,194 @@
+"""Fleet swaps: 3 tfship-model-server replicas over one models dir, nginx in front, clients on both paths.
+
+8 clients call through nginx and 8 balance client-side over the replicas while swaps and rollbacks
+run. Each version computes y = 2*sum(x) + bias with its own bias, so an answer's values and its
+model_spec.version both tell which version answered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from tfship.client import connect
+from tfship.deploy.history import read_history
+from tfship.deploy.swap import SwapOptions, rollback, swap
+from tfship.deploy.traffic import Traffic
+from tfship.deploy.fleet import fleet_status
+from tfship.deploy.local_fleet import LocalFleet, start_local_fleet
+from tfship.export import export_model
+
+from tfship.cli import main as cli
+from tfship.errors import SwapError
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+
+X = np.ones((2, 4), np.float32)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory, make_affine_model: Any) -> Iterator[LocalFleet]:
+    models = tmp_path_factory.mktemp("fleet")
+    export_model(make_affine_model(1.0), models, "affine")
+    with start_local_fleet(models, ["affine"], replicas=3, workdir=models.parent / f"{models.name}-run") as running:
+        yield running
+
+
+def served_versions(fleet: LocalFleet) -> list[int]:
+    """The default version each replica answers with (asked one by one, not through a balancer)."""
+    out = []
+    for replica in fleet.replicas:
+        with connect(replica.grpc_url) as client:
+            out.append(client.predict_detailed("affine", X).version)
+    return out
+
+
+def check_windows(traffic: Traffic, windows: list[tuple[float, float, int]]) -> None:
+    """Between one change's end and the next one's start, every answer came from the changed-to version."""
+    for (_, end, version), (next_start, _, _) in zip(windows, windows[1:] + [(float("inf"), 0.0, 0)], strict=True):
+        seen = {s.version for s in traffic.window(end, next_start)}
+        assert seen <= {version}, (version, seen)
+
+
+def test_ten_swaps_and_two_rollbacks_under_load_on_every_replica(fleet: LocalFleet, make_affine_model: Any) -> None:
+    models = fleet.models_dir
+    start = served_versions(fleet)
+    assert len(set(start)) == 1
+    options = SwapOptions(url=fleet.grpc_target, timeout=90)
+    windows: list[tuple[float, float, int]] = []
+    records = []
+    with Traffic(fleet.lb_grpc_url, "affine", X, clients=8, max_seconds=900) as through_lb, \
+            Traffic(fleet.grpc_target, "affine", X, clients=8, max_seconds=900) as client_side:
+        through_lb.wait_for_requests(50)
+        client_side.wait_for_requests(50)
+        for step in range(12):
+            began = time.monotonic()
+            if step in (5, 11):
+                record = rollback(models, "affine", options=options)
+            else:
+                record = swap(models, "affine", make_affine_model(10.0 + step), options=options)
+            windows.append((began, time.monotonic(), int(record.to_version)))  # type: ignore[arg-type]
+            records.append(record)
+            # After each change every replica answers with the new version and passed parity on it.
+            assert served_versions(fleet) == [record.to_version] * 3
+            assert record.replicas is not None and len(record.replicas) == 3
+            if record.action == "swap":
+                assert all(r["ok"] and r["parity"]["ok"] and r["available_s"] > 0 for r in record.replicas)
+    for traffic in (through_lb, client_side):
+        summary = traffic.summary()
+        assert summary.failed == 0, summary.errors
+        assert summary.requests > 100
+        assert set(summary.versions) <= {start[0]} | {r.to_version for r in records}
+        check_windows(traffic, windows)
+    assert [r.outcome for r in records] == ["promoted"] * 5 + ["rolled_back"] + ["promoted"] * 5 + ["rolled_back"]
+    status = fleet_status(fleet.grpc_target, "affine")
+    assert status.agrees and {r.default for r in status.replicas} == {records[-1].to_version}
+    history = [r for r in read_history(models, "affine") if r.replicas]
+    assert len(history) >= 12
+
+
+def _current(fleet: LocalFleet) -> int:
+    versions = served_versions(fleet)
+    assert len(set(versions)) == 1, versions
+    return versions[0]
+
+
+def _stage_wrong_outputs(models: Path, make_affine_model: Any) -> int:
+    """A version whose exported reference samples do not match what it computes."""
+    taken = [int(p.name) for d in ("affine", ".tfship/quarantine/affine", ".tfship/staging/affine")
+             if (models / d).is_dir() for p in (models / d).iterdir() if p.name.split(".")[0].isdigit()]
+    version = max(taken) + 1
+    result = export_model(make_affine_model(50.0), models / ".tfship" / "staging", "affine", version=version)
+    samples = Path(result.path) / "assets.extra" / "tfship_samples.npz"
+    with np.load(samples) as data:
+        arrays = {k: (data[k] * 3 + 1 if k.startswith("outputs/") else data[k]) for k in data.files}
+    np.savez(samples, **arrays)
+    return version
+
+
+def test_wrong_outputs_fail_parity_on_every_replica_and_roll_back(fleet: LocalFleet, make_affine_model: Any) -> None:
+    old = _current(fleet)
+    version = _stage_wrong_outputs(fleet.models_dir, make_affine_model)
+    # Skip the in-process pre-flight so the version really reaches the replicas.
+    options = SwapOptions(url=fleet.grpc_target, timeout=60, verify_in_process=False)
+    with Traffic(fleet.lb_grpc_url, "affine", X, clients=8, max_seconds=300) as traffic:
+        traffic.wait_for_requests(50)
+        with pytest.raises(SwapError, match="parity of version .* failed on 3 of 3 replicas") as info:
+            swap(fleet.models_dir, "affine", version=version, options=options)
+    assert traffic.summary().failed == 0
+    assert set(traffic.summary().versions) <= {old, version}
+    assert served_versions(fleet) == [old] * 3
+    record = info.value.record  # type: ignore[attr-defined]
+    assert record.outcome == "failed" and not (fleet.models_dir / "affine" / str(version)).exists()
+    assert [r["ok"] for r in record.replicas] == [False] * 3
+    assert all(r["parity"]["ok"] is False for r in record.replicas)
+
+
+def test_a_replica_killed_during_the_swap_fails_it_naming_the_replica(
+        fleet: LocalFleet, make_affine_model: Any) -> None:
+    old = _current(fleet)
+    victim = fleet.replicas[2]
+
+    def kill_after_publish(message: str) -> None:
+        if message.startswith("published"):
+            fleet.kill_replica(victim.index)
+
+    options = SwapOptions(url=fleet.grpc_target, timeout=60, on_event=kill_after_publish)
+    try:
+        with Traffic(fleet.lb_grpc_url, "affine", X, clients=8, max_seconds=300) as through_lb, \
+                Traffic(fleet.grpc_target, "affine", X, clients=8, max_seconds=300) as client_side:
+            through_lb.wait_for_requests(50)
+            client_side.wait_for_requests(50)
+            with pytest.raises(SwapError, match=victim.grpc_url) as info:
+                swap(fleet.models_dir, "affine", make_affine_model(77.0), options=options)
+        new = info.value.record.to_version  # type: ignore[attr-defined]
+        for traffic in (through_lb, client_side):
+            assert traffic.summary().failed == 0, traffic.summary().errors
+            assert set(traffic.summary().versions) <= {old, new}
+        failed = [r["url"] for r in info.value.record.replicas if not r["ok"]]  # type: ignore[attr-defined]
+        assert failed == [victim.grpc_url]
+    finally:
+        fleet.start_replica(victim.index)
+    assert served_versions(fleet) == [old] * 3  # the restarted one reads the shared storage: old version
+
+
+def test_a_replica_down_before_the_swap_blocks_it_unless_min_replicas_allows(
+        fleet: LocalFleet, make_affine_model: Any, tmp_path: Path) -> None:
+    old = _current(fleet)
+    fleet.stop_replica(0)
+    down = fleet.replicas[0].grpc_url
+    try:
+        with pytest.raises(SwapError, match=rf"Only 2 of 3 replicas .*down: {down}.*--min-replicas 2"):
+            swap(fleet.models_dir, "affine", make_affine_model(88.0), options=SwapOptions(url=fleet.grpc_target))
+        assert served_versions_of(fleet, [1, 2]) == [old] * 2  # nothing was published
+
+        v = tmp_path / "v.keras"
+        make_affine_model(89.0).save(v)
+        urls = [r.grpc_url for r in fleet.replicas]
+        ran = CliRunner().invoke(cli, ["swap", str(fleet.models_dir), "affine", str(v), "--url", urls[0],
+                                       "--url", f"{urls[1]},{urls[2]}", "--min-replicas", "2"])
+        assert ran.exit_code == 0, ran.output
+        assert f"{down}  skipped" in ran.output
+        new = served_versions_of(fleet, [1, 2])[0]
+        assert new > old
+    finally:
+        fleet.start_replica(0)
+    assert served_versions(fleet) == [new] * 3  # it came back reading the shared storage
+    shown = CliRunner().invoke(cli, ["status", "--url", fleet.grpc_target, "--model", "affine"])
+    assert shown.exit_code == 0, shown.output
+    last = json.loads((fleet.models_dir / ".tfship" / "swap-history.jsonl").read_text().splitlines()[-1])
+    assert [r.get("skipped", False) for r in last["replicas"]] == [True, False, False]
+
+
+def served_versions_of(fleet: LocalFleet, indexes: list[int]) -> list[int]:
+    out = []
+    for i in indexes:
+        with connect(fleet.replicas[i].grpc_url) as client:
+            out.append(client.predict_detailed("affine", X).version)
+    return out
