@@ -8,6 +8,7 @@ publish-to-serving latency (p50, max) and request latency p50/p99 during swaps v
     python bench/swap_bench.py                      # tfship-model-server only
     python bench/swap_bench.py --docker             # + the Docker stand-in image (needs an engine)
     python bench/swap_bench.py --json bench/results/swap.json
+    python bench/swap_bench.py --fleet 3            # 3 replicas + nginx: LB and client-side traffic
 
 Prints one table with figures and ratios side by side, and writes the rows as JSON.
 """
@@ -137,6 +138,67 @@ def scenario(
     }
 
 
+def fleet_scenario(replicas: int, swaps: int, clients: int, steady_seconds: float) -> list[dict[str, Any]]:
+    """Fleet swaps (latest-1) on ``replicas`` tfship-model-server replicas behind nginx.
+
+    ``clients`` threads call through nginx and ``clients`` more balance client-side; one row per
+    path. publish->serving is per swap the time until the *last* replica reported the version
+    AVAILABLE (what the fleet waits for before checking parity on each replica).
+    """
+    from tfship.client.swap import SwapOptions, swap
+    from tfship.client.traffic import Traffic
+    from tfship.deploy.local_fleet import start_local_fleet
+    from tfship.export import export_model
+
+    with tempfile.TemporaryDirectory(prefix="tfship-fleet-bench-") as tmp:
+        models_dir = Path(tmp) / "models"
+        export_model(mlp(1), models_dir, "mlp")
+        candidates = [mlp(seed) for seed in range(2, swaps + 2)]
+        with start_local_fleet(models_dir, ["mlp"], replicas=replicas, workdir=Path(tmp) / "run") as fleet:
+            options = SwapOptions(url=fleet.grpc_target, timeout=120)
+            paths = {"via nginx": fleet.lb_grpc_url, "client-side": fleet.grpc_target}
+            with contextlib.ExitStack() as stack:
+                traffic = {name: stack.enter_context(Traffic(url, "mlp", X, clients=clients, max_seconds=1800))
+                           for name, url in paths.items()}
+                for t in traffic.values():
+                    t.wait_for_requests(clients * 20)
+                steady_start = time.monotonic()
+                time.sleep(steady_seconds)  # measuring a steady-state window, not synchronising
+                steady_end = time.monotonic()
+                windows, records = [], []
+                for model in candidates:
+                    start = time.monotonic()
+                    records.append(swap(models_dir, "mlp", model, options=options))
+                    windows.append((start, time.monotonic()))
+    every = [max(r["available_s"] for r in rec.replicas or []) for rec in records]
+    swap_seconds = [end - start for start, end in windows]
+    rows = []
+    for name, t in traffic.items():
+        summary = t.summary()
+        steady = t.window(steady_start, steady_end)
+        during = [s for start, end in windows for s in t.window(start, end)]
+
+        def p(samples: list[Any], q: float) -> float:
+            return float(np.percentile([s.latency for s in samples], q) * 1e3) if samples else float("nan")
+
+        rows.append({
+            "target": f"fleet-{replicas} {name}", "plan": "latest", "swaps": len(records), "clients": clients,
+            "requests": summary.requests, "failed": summary.failed,
+            "versions_ok": set(summary.versions) <= set(range(1, swaps + 2)),
+            "promoted": sum(r.outcome == "promoted" for r in records),
+            "publish_to_serving_p50_s": float(np.median(every)), "publish_to_serving_max_s": float(max(every)),
+            "swap_total_p50_s": float(np.median(swap_seconds)),
+            "parity_checked_replicas": sum(len(r.replicas or []) for r in records),
+            "steady_p50_ms": p(steady, 50), "steady_p99_ms": p(steady, 99),
+            "swap_p50_ms": p(during, 50), "swap_p99_ms": p(during, 99),
+            "p99_ratio": p(during, 99) / p(steady, 99),
+            "steady_rps": len(steady) / (steady_end - steady_start),
+            "swap_rps": len(during) / sum(swap_seconds),
+            "errors": summary.errors[:5],
+        })
+    return rows
+
+
 def standin_image() -> str | None:
     proc = subprocess.run([str(REPO / "scripts" / "build-standin-base")], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -153,6 +215,8 @@ def main() -> int:
     parser.add_argument("--docker", action="store_true", help="also run against the Docker stand-in image")
     parser.add_argument("--plans", default="latest,labels")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "swap.json")
+    parser.add_argument("--fleet", type=int, default=0, metavar="N",
+                        help="instead: N replicas behind nginx, --clients through nginx and as many client-side")
     args = parser.parse_args()
 
     targets: list[tuple[str, str | None]] = [("tfship-model-server", None)]
@@ -163,18 +227,22 @@ def main() -> int:
         else:
             targets.append(("docker", image))
     rows = []
+    if args.fleet:
+        print(f"running a fleet of {args.fleet} replicas behind nginx ...", file=sys.stderr, flush=True)
+        rows = fleet_scenario(args.fleet, args.swaps, args.clients, args.steady_seconds)
+        targets = []
     for target, image in targets:
         for plan in args.plans.split(","):
             print(f"running {target} / {plan} ...", file=sys.stderr, flush=True)
             rows.append(scenario(target, plan, args.swaps, args.clients, args.steady_seconds, image))
 
-    header = (f"{'target':<20} {'plan':<7} {'swaps':>5} {'requests':>8} {'failed':>6} {'old/new':>7} "
+    header = (f"{'target':<24} {'plan':<7} {'swaps':>5} {'requests':>8} {'failed':>6} {'old/new':>7} "
               f"{'pub->serve p50':>14} {'max':>6} {'p99 steady':>10} {'p99 swap':>9} {'ratio':>6} "
               f"{'rps steady':>10} {'rps swap':>9}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['target']:<20} {r['plan']:<7} {r['swaps']:>5} {r['requests']:>8} {r['failed']:>6} "
+        print(f"{r['target']:<24} {r['plan']:<7} {r['swaps']:>5} {r['requests']:>8} {r['failed']:>6} "
               f"{'yes' if r['versions_ok'] else 'NO':>7} {r['publish_to_serving_p50_s']:>12.2f} s "
               f"{r['publish_to_serving_max_s']:>5.2f}s {r['steady_p99_ms']:>8.1f}ms {r['swap_p99_ms']:>7.1f}ms "
               f"{r['p99_ratio']:>5.2f}x {r['steady_rps']:>10.0f} {r['swap_rps']:>9.0f}")
