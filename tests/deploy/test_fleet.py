@@ -164,6 +164,9 @@ def test_a_replica_down_before_the_swap_blocks_it_unless_min_replicas_allows(
     fleet.stop_replica(0)
     down = fleet.replicas[0].grpc_url
     try:
+        shown = CliRunner().invoke(cli, ["status", "--url", fleet.grpc_target, "--model", "affine"])
+        assert shown.exit_code == 1, shown.output
+        assert f"affine  {down}  NOT ANSWERING" in shown.output and "REPLICAS DISAGREE" in shown.output
         with pytest.raises(SwapError, match=rf"Only 2 of 3 replicas .*down: {down}.*--min-replicas 2"):
             swap(fleet.models_dir, "affine", make_affine_model(88.0), options=SwapOptions(url=fleet.grpc_target))
         assert served_versions_of(fleet, [1, 2]) == [old] * 2  # nothing was published
@@ -192,3 +195,34 @@ def served_versions_of(fleet: LocalFleet, indexes: list[int]) -> list[int]:
         with connect(fleet.replicas[i].grpc_url) as client:
             out.append(client.predict_detailed("affine", X).version)
     return out
+
+
+def test_label_swaps_push_load_verify_and_move_the_label_on_every_replica(
+        tmp_path: Path, make_affine_model: Any) -> None:
+    models = tmp_path / "models"
+    export_model(make_affine_model(1.0), models, "affine")
+    config = tmp_path / "models.config"
+    config.write_text(
+        'model_config_list { config { name: "affine" base_path: "%s" model_platform: "tensorflow" '
+        "model_version_policy { specific { versions: 1 } } version_labels { key: 'stable' value: 1 } } }"
+        % (models / "affine"))
+    with start_local_fleet(models, ["affine"], replicas=3, load_balancer=False, model_config_file=config,
+                           workdir=tmp_path / "run",
+                           extra_args=["--allow_version_labels_for_unavailable_models"]) as fleet:
+        options = SwapOptions(url=fleet.grpc_target, label="stable", config_file=config, timeout=90)
+        with Traffic(fleet.grpc_target, "affine", X, clients=8, label="stable", max_seconds=400) as traffic:
+            traffic.wait_for_requests(50)
+            records = [swap(models, "affine", make_affine_model(1.0 + i), options=options) for i in (1, 2)]
+            back = rollback(models, "affine", options=options)
+        summary = traffic.summary()
+        assert summary.failed == 0, summary.errors
+        assert set(summary.versions) <= {1, 2, 3}
+        assert [(r.outcome, r.to_version) for r in [*records, back]] == [("promoted", 2), ("promoted", 3),
+                                                                         ("rolled_back", 2)]
+        assert all(r["ok"] and r["parity"]["ok"] for rec in records for r in rec.replicas or [])
+        for replica in fleet.replicas:
+            with connect(replica.grpc_url) as client:
+                assert client.metadata("affine", label="stable").version == 2
+                # the last push unloaded every version no label points at, on every replica
+                assert [v.version for v in client.status("affine") if v.available] == [2]
+        assert "value: 2" in config.read_text()
