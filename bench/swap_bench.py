@@ -145,9 +145,9 @@ def fleet_scenario(replicas: int, swaps: int, clients: int, steady_seconds: floa
     path. publish->serving is per swap the time until the *last* replica reported the version
     AVAILABLE (what the fleet waits for before checking parity on each replica).
     """
-    from tfship.client.swap import SwapOptions, swap
-    from tfship.client.traffic import Traffic
     from tfship.deploy.local_fleet import start_local_fleet
+    from tfship.deploy.swap import SwapOptions, swap
+    from tfship.deploy.traffic import Traffic
     from tfship.export import export_model
 
     with tempfile.TemporaryDirectory(prefix="tfship-fleet-bench-") as tmp:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 from tfship.client import connect
+from tfship.deploy.local_fleet import start_local_fleet
 from tfship.deploy.swap import SwapOptions, rollback, swap
 from tfship.deploy.traffic import Traffic
-from tfship.deploy.local_fleet import start_local_fleet
 from tfship.export import export_model
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1200)]

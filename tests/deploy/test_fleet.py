@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from tfship.client import connect
+from tfship.deploy.fleet import fleet_status
 from tfship.deploy.history import read_history
+from tfship.deploy.local_fleet import LocalFleet, start_local_fleet
 from tfship.deploy.swap import SwapOptions, rollback, swap
 from tfship.deploy.traffic import Traffic
-from tfship.deploy.fleet import fleet_status
-from tfship.deploy.local_fleet import LocalFleet, start_local_fleet
 from tfship.export import export_model
 
 from tfship.cli import main as cli
