@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,55 @@ def docker_server(models_dir: Path, plan: str, image: str) -> Iterator[str]:
         yield container.grpc_url
 
 
+@dataclass
+class Run:
+    """One run of swaps under traffic: the steady window, each swap's window and record."""
+
+    steady: tuple[float, float]
+    windows: list[tuple[float, float]] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)
+
+
+def run_swaps(traffics: list[Any], clients: int, steady_seconds: float, candidates: list[Any],
+              swap_one: Callable[[Any], Any]) -> Run:
+    """Warm the traffic up, measure a steady window, then swap every candidate in, timed."""
+    for traffic in traffics:
+        traffic.wait_for_requests(clients * 20)
+    steady_start = time.monotonic()
+    time.sleep(steady_seconds)  # measuring a steady-state window, not synchronising
+    run = Run((steady_start, time.monotonic()))
+    for model in candidates:
+        start = time.monotonic()
+        run.records.append(swap_one(model))
+        run.windows.append((start, time.monotonic()))
+    return run
+
+
+def row(traffic: Any, run: Run, publish: list[float], **fields: Any) -> dict[str, Any]:
+    """A table row: requests, failures, versions and latency steady vs during swaps."""
+    summary = traffic.summary()
+    steady = traffic.window(*run.steady)
+    during = [s for start, end in run.windows for s in traffic.window(start, end)]
+
+    def p(samples: list[Any], q: float) -> float:
+        return float(np.percentile([s.latency for s in samples], q) * 1e3) if samples else float("nan")
+
+    return {
+        **fields, "swaps": len(run.records),
+        "requests": summary.requests, "failed": summary.failed,
+        "versions_ok": set(summary.versions) <= set(range(1, len(run.records) + 2)),
+        "promoted": sum(r.outcome == "promoted" for r in run.records),
+        "publish_to_serving_p50_s": float(np.median(publish)), "publish_to_serving_max_s": float(max(publish)),
+        "swap_total_p50_s": float(np.median([end - start for start, end in run.windows])),
+        "steady_p50_ms": p(steady, 50), "steady_p99_ms": p(steady, 99),
+        "swap_p50_ms": p(during, 50), "swap_p99_ms": p(during, 99),
+        "p99_ratio": p(during, 99) / p(steady, 99),
+        "steady_rps": len(steady) / (run.steady[1] - run.steady[0]),
+        "swap_rps": len(during) / sum(end - start for start, end in run.windows),
+        "errors": summary.errors[:5],
+    }
+
+
 def scenario(
     target: str, plan: str, swaps: int, clients: int, steady_seconds: float, image: str | None
 ) -> dict[str, Any]:
@@ -105,37 +155,10 @@ def scenario(
                                   timeout=120)
             with Traffic(url, "mlp", X, clients=clients, label="stable" if plan == "labels" else None,
                          max_seconds=1800) as traffic:
-                traffic.wait_for_requests(clients * 20)
-                steady_start = time.monotonic()
-                time.sleep(steady_seconds)  # measuring a steady-state window, not synchronising
-                steady_end = time.monotonic()
-                windows, records = [], []
-                for model in candidates:
-                    start = time.monotonic()
-                    records.append(swap(models_dir, "mlp", model, options=options))
-                    windows.append((start, time.monotonic()))
-            summary = traffic.summary()
-    steady = traffic.window(steady_start, steady_end)
-    during = [s for start, end in windows for s in traffic.window(start, end)]
-    allowed = set(range(1, swaps + 2))
-    publish = [r.publish_to_serving_s for r in records if r.publish_to_serving_s is not None]
-
-    def p(samples: list[Any], q: float) -> float:
-        return float(np.percentile([s.latency for s in samples], q) * 1e3) if samples else float("nan")
-
-    return {
-        "target": target, "plan": plan, "swaps": len(records), "clients": clients,
-        "requests": summary.requests, "failed": summary.failed,
-        "versions_ok": set(summary.versions) <= allowed,
-        "promoted": sum(r.outcome == "promoted" for r in records),
-        "publish_to_serving_p50_s": float(np.median(publish)), "publish_to_serving_max_s": float(max(publish)),
-        "steady_p50_ms": p(steady, 50), "steady_p99_ms": p(steady, 99),
-        "swap_p50_ms": p(during, 50), "swap_p99_ms": p(during, 99),
-        "p99_ratio": p(during, 99) / p(steady, 99),
-        "steady_rps": len(steady) / (steady_end - steady_start),
-        "swap_rps": len(during) / sum(end - start for start, end in windows),
-        "errors": summary.errors[:5],
-    }
+                run = run_swaps([traffic], clients, steady_seconds, candidates,
+                                lambda model: swap(models_dir, "mlp", model, options=options))
+    publish = [r.publish_to_serving_s for r in run.records if r.publish_to_serving_s is not None]
+    return row(traffic, run, publish, target=target, plan=plan, clients=clients)
 
 
 def fleet_scenario(replicas: int, swaps: int, clients: int, steady_seconds: float) -> list[dict[str, Any]]:
@@ -160,43 +183,12 @@ def fleet_scenario(replicas: int, swaps: int, clients: int, steady_seconds: floa
             with contextlib.ExitStack() as stack:
                 traffic = {name: stack.enter_context(Traffic(url, "mlp", X, clients=clients, max_seconds=1800))
                            for name, url in paths.items()}
-                for t in traffic.values():
-                    t.wait_for_requests(clients * 20)
-                steady_start = time.monotonic()
-                time.sleep(steady_seconds)  # measuring a steady-state window, not synchronising
-                steady_end = time.monotonic()
-                windows, records = [], []
-                for model in candidates:
-                    start = time.monotonic()
-                    records.append(swap(models_dir, "mlp", model, options=options))
-                    windows.append((start, time.monotonic()))
-    every = [max(r["available_s"] for r in rec.replicas or []) for rec in records]
-    swap_seconds = [end - start for start, end in windows]
-    rows = []
-    for name, t in traffic.items():
-        summary = t.summary()
-        steady = t.window(steady_start, steady_end)
-        during = [s for start, end in windows for s in t.window(start, end)]
-
-        def p(samples: list[Any], q: float) -> float:
-            return float(np.percentile([s.latency for s in samples], q) * 1e3) if samples else float("nan")
-
-        rows.append({
-            "target": f"fleet-{replicas} {name}", "plan": "latest", "swaps": len(records), "clients": clients,
-            "requests": summary.requests, "failed": summary.failed,
-            "versions_ok": set(summary.versions) <= set(range(1, swaps + 2)),
-            "promoted": sum(r.outcome == "promoted" for r in records),
-            "publish_to_serving_p50_s": float(np.median(every)), "publish_to_serving_max_s": float(max(every)),
-            "swap_total_p50_s": float(np.median(swap_seconds)),
-            "parity_checked_replicas": sum(len(r.replicas or []) for r in records),
-            "steady_p50_ms": p(steady, 50), "steady_p99_ms": p(steady, 99),
-            "swap_p50_ms": p(during, 50), "swap_p99_ms": p(during, 99),
-            "p99_ratio": p(during, 99) / p(steady, 99),
-            "steady_rps": len(steady) / (steady_end - steady_start),
-            "swap_rps": len(during) / sum(swap_seconds),
-            "errors": summary.errors[:5],
-        })
-    return rows
+                run = run_swaps(list(traffic.values()), clients, steady_seconds, candidates,
+                                lambda model: swap(models_dir, "mlp", model, options=options))
+    every = [max(r["available_s"] for r in rec.replicas or []) for rec in run.records]
+    checked = sum(len(r.replicas or []) for r in run.records)
+    return [row(t, run, every, target=f"fleet-{replicas} {name}", plan="latest", clients=clients,
+                parity_checked_replicas=checked) for name, t in traffic.items()]
 
 
 def standin_image() -> str | None:

@@ -42,8 +42,20 @@ _USAGE = ("use grpc://HOST:PORT (TF Serving's --port, default 8500) or http://HO
           "(dns+http:///NAME:8501 for REST).")
 
 
+class _Scheme:
+    scheme: str
+
+    @property
+    def is_grpc(self) -> bool:
+        return self.scheme.startswith("grpc")
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme in ("grpcs", "https")
+
+
 @dataclass(frozen=True)
-class Endpoint:
+class Endpoint(_Scheme):
     """One server (replica): scheme, host (name or IP literal) and port."""
 
     scheme: str
@@ -62,20 +74,12 @@ class Endpoint:
     def url(self) -> str:
         return f"{self.scheme}://{self.netloc}"
 
-    @property
-    def is_grpc(self) -> bool:
-        return self.scheme.startswith("grpc")
-
-    @property
-    def secure(self) -> bool:
-        return self.scheme in ("grpcs", "https")
-
     def __str__(self) -> str:
         return self.url
 
 
 @dataclass(frozen=True)
-class Target:
+class Target(_Scheme):
     """What ``connect()`` was given: explicit endpoints, or a DNS name to resolve (``dns_name``)."""
 
     url: str
@@ -83,14 +87,6 @@ class Target:
     endpoints: tuple[Endpoint, ...] = ()
     dns_name: str | None = None
     dns_port: int | None = None
-
-    @property
-    def is_grpc(self) -> bool:
-        return self.scheme.startswith("grpc")
-
-    @property
-    def secure(self) -> bool:
-        return self.scheme in ("grpcs", "https")
 
     @property
     def several(self) -> bool:

@@ -52,11 +52,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> int:
-    """SIGTERM (the server drains in-flight requests), wait up to ``timeout`` s, then SIGKILL.
-    Returns the exit status."""
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0, *, sig: int = signal.SIGTERM) -> int:
+    """SIGTERM (the server drains in-flight requests; ``sig`` for other programs' graceful stop),
+    wait up to ``timeout`` s, then SIGKILL. Returns the exit status."""
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(sig)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -146,15 +146,10 @@ class LoadBalancer:
             return ""
 
     def stop(self, timeout: float = 10.0) -> int:
-        """SIGQUIT (finish in-flight requests), then SIGKILL after ``timeout`` s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGQUIT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        return self.process.returncode
+        """SIGQUIT (nginx's graceful stop: in-flight requests finish), then SIGKILL after ``timeout`` s."""
+        from tfship.deploy.launch import stop_process
+
+        return stop_process(self.process, timeout, sig=signal.SIGQUIT)
 
     def __enter__(self) -> LoadBalancer:
         return self

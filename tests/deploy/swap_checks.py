@@ -26,6 +26,24 @@ def assert_clean_traffic(traffic: Traffic, allowed: set[int]) -> None:
         assert versions == sorted(versions)
 
 
+def assert_fleet_traffic(traffic: Traffic, windows: list[tuple[float, float, int]], allowed: set[int]) -> None:
+    """A fleet's traffic: no failed request, only ``allowed`` versions, and between one change's end
+    and the next one's start every answer came from the changed-to version.
+
+    Not per client monotonic as on one server: during a change a balancer may send one request to a
+    replica already switched and the next to one still switching.
+    """
+    summary = traffic.summary()
+    assert summary.failed == 0, summary.errors
+    assert summary.requests > 0
+    assert set(summary.versions) <= allowed, summary.versions
+    ends = [(end, version) for _, end, version in windows]
+    starts = [start for start, _, _ in windows[1:]] + [float("inf")]
+    for (end, version), next_start in zip(ends, starts, strict=True):
+        seen = {s.version for s in traffic.window(end, next_start)}
+        assert seen <= {version}, (version, seen)
+
+
 def check_latest_swaps_under_load(url: str, models_dir: Path, make_affine_model: Any, *, swaps: int,
                                   timeout: float) -> None:
     """The latest-1 acceptance scenario against any server at ``url`` serving ``models_dir/affine``.

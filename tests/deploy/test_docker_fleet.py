@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from swap_checks import assert_fleet_traffic
 from tfship.client import connect
 from tfship.deploy.local_fleet import start_local_fleet
 from tfship.deploy.swap import SwapOptions, rollback, swap
@@ -51,9 +52,4 @@ def test_swaps_and_a_rollback_on_three_containers_behind_nginx(
                         assert client.predict_detailed("affine", X).version == record.to_version
         assert [w[2] for w in windows] == [2, 3, 4, 3]
         for traffic in (through_lb, client_side):
-            summary = traffic.summary()
-            assert summary.failed == 0, summary.errors
-            assert set(summary.versions) <= {1, 2, 3, 4}
-            for (_, end, version), (next_start, _, _) in zip(windows, [*windows[1:], (float("inf"), 0, 0)],
-                                                             strict=True):
-                assert {s.version for s in traffic.window(end, next_start)} <= {version}
+            assert_fleet_traffic(traffic, windows, {1, 2, 3, 4})
