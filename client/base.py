@@ -3,6 +3,11 @@
 Transports (:mod:`tfship.client.grpc_transport`, :mod:`tfship.client.rest_transport`) implement
 the five raw calls; this class adds input normalisation, retries for transient failures, error
 hints, metadata caching, ``wait_until_available`` and batch prediction.
+
+:class:`BaseClient` holds every step of a call that does no I/O (naming inputs, the retry
+schedule, error hints, the metadata cache, reading a model's status), so the blocking
+:class:`Client` and the asyncio :class:`tfship.client.aio.AsyncClient` differ only in how they
+wait (the httpx model: one set of request semantics, a sync and an async driver).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from tfship.errors import (
 from tfship.wire import dtypes
 from tfship.wire.tensor import as_ndarray
 
-__all__ = ["Client", "ModelRef", "Inputs", "Outputs"]
+__all__ = ["BaseClient", "Client", "ModelRef", "Inputs", "Outputs"]
 
 T = TypeVar("T")
 Inputs = Any  # ndarray | list | Mapping[str, ndarray | list]
@@ -60,11 +65,9 @@ class ModelRef:
         return f"model {self.name!r}{where}"
 
 
-class Client(abc.ABC):
-    """A connection to a TF Serving compatible server. Use :func:`tfship.client.connect`.
-
-    Thread-safe: one client may serve many threads (``predict_batches`` relies on it).
-    """
+class BaseClient:
+    """What the blocking and the asyncio clients share: config, metadata cache, and every step
+    of a call that does no I/O. Subclasses only add how a call waits."""
 
     transport: str = ""
 
@@ -74,6 +77,194 @@ class Client(abc.ABC):
         self.config = config
         self._metadata_cache: dict[tuple[str, int | None, str | None], tuple[float, ModelMetadata]] = {}
         self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+    def _timeout(self, timeout: float | None) -> float | None:
+        return self.config.timeout if timeout is None else timeout
+
+    # ------------------------------------------------------------------ metadata cache
+
+    def _fresh_metadata(self, ref: ModelRef) -> ModelMetadata | None:
+        """Cached metadata still to be trusted (an explicit version's never changes), else None."""
+        with self._lock:
+            cached = self._metadata_cache.get((ref.name, ref.version, ref.label))
+        if cached is not None:
+            stamp, meta = cached
+            if ref.version is not None or time.monotonic() - stamp < self.config.metadata_ttl:
+                return meta
+        return None
+
+    def _remember_metadata(self, ref: ModelRef, meta: ModelMetadata) -> None:
+        with self._lock:
+            self._metadata_cache[(ref.name, ref.version, ref.label)] = (time.monotonic(), meta)
+
+    def _forget_metadata(self, ref: ModelRef) -> None:
+        with self._lock:
+            self._metadata_cache.pop((ref.name, ref.version, ref.label), None)
+
+    @staticmethod
+    def _signature_of(ref: ModelRef, meta: ModelMetadata) -> SignatureInfo:
+        sig = meta.signature(ref.signature)
+        if sig is None:
+            raise FailedPreconditionError(
+                f'Serving signature key "{ref.signature or "serving_default"}" not found.',
+                model=ref.name, hint=_signatures_hint(ref, meta))
+        return sig
+
+    # ------------------------------------------------------------------ inputs
+
+    @staticmethod
+    def _needs_signature(inputs: Inputs) -> bool:
+        """Whether naming ``inputs`` needs the signature (a bare array, or lists without a dtype)."""
+        if not isinstance(inputs, Mapping):
+            return True
+        return not all(isinstance(v, np.ndarray) for v in inputs.values())
+
+    @staticmethod
+    def _name_inputs(ref: ModelRef, inputs: Inputs, sig: SignatureInfo | None) -> dict[str, np.ndarray]:
+        """``{name: ndarray}``; bare arrays get the signature's only input name, lists its dtype.
+
+        ``sig`` may be None only when :meth:`_needs_signature` says so.
+        """
+        if isinstance(inputs, Mapping):
+            items = dict(inputs)
+        else:
+            assert sig is not None
+            names = list(sig.inputs)
+            if len(names) != 1:
+                raise InvalidArgumentError(
+                    f"{ref.describe()} takes {len(names)} inputs; pass a dict with keys "
+                    f"{sorted(names)}.", model=ref.name,
+                    hint=f"Expected inputs: {sig.describe_inputs()}")
+            items = {names[0]: inputs}
+        out: dict[str, np.ndarray] = {}
+        for name, value in items.items():
+            if isinstance(value, np.ndarray):
+                out[name] = as_ndarray(value)
+                continue
+            # Python lists/scalars carry no dtype: use the signature's, as the REST API does.
+            assert sig is not None
+            spec = sig.inputs.get(name)
+            out[name] = as_ndarray(value, dtypes.by_name(spec.dtype) if spec else None)
+        return out
+
+    # ------------------------------------------------------------------ retries and hints
+
+    @staticmethod
+    def _deadline(timeout: float | None) -> float | None:
+        return None if timeout is None else time.monotonic() + timeout
+
+    @staticmethod
+    def _left(deadline: float | None) -> float | None:
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _retry_delay(self, exc: ServingError, attempt: int, deadline: float | None) -> float | None:
+        """Seconds to wait before retrying after failed attempt ``attempt``, or None to give up
+        (then the error gets the attempt count and, for UNAVAILABLE, a hint).
+
+        Retries (UNAVAILABLE only: the request never ran) stay within the RetryPolicy's attempts
+        and the call's deadline: no retry starts after its backoff would cross the deadline.
+        Over several replicas the retry lands on another one (round robin skips a replica that
+        just failed).
+        """
+        if not isinstance(exc, UnavailableError):
+            return None
+        pause = self.config.retry.backoff(attempt)
+        in_time = deadline is None or time.monotonic() + pause < deadline
+        if attempt < max(1, self.config.retry.max_attempts) and in_time:
+            return pause
+        exc.details = {"attempts": attempt}
+        if exc.hint is None:
+            why = "" if in_time else " (the call's deadline left no time for another)"
+            exc.hint = (f"Gave up after {attempt} attempt(s){why} to {self.url}: is the server "
+                        "running and listening on that port?")
+            exc.args = (f"{exc.message}\n{exc.hint}",)
+        return None
+
+    def _hint_needs(self, exc: ServingError, sent: Mapping[str, np.ndarray] | None,
+                    explain: bool) -> str | None:
+        """Which server state explains ``exc``: "versions", "signatures", "inputs" or None."""
+        if not (explain and self.config.explain_errors and exc.hint is None):
+            return None
+        if isinstance(exc, NotFoundError) or (
+                isinstance(exc, InvalidArgumentError) and "label" in exc.message.lower()):
+            return "versions"
+        if isinstance(exc, FailedPreconditionError) and "signature" in exc.message.lower():
+            return "signatures"
+        if isinstance(exc, InvalidArgumentError) and sent is not None:
+            return "inputs"
+        return None
+
+    def _versions_hint(self, ref: ModelRef, versions: list[VersionStatus] | None) -> str:
+        """``versions``: the model's status, None when the server has no such model."""
+        if versions is None:
+            return (f"The server at {self.url} has no model named {ref.name!r}: check the name "
+                    "(--model_name or the model config file).")
+        listed = ", ".join(str(v) for v in versions) or "none"
+        text = f"Model {ref.name!r} has versions: {listed}."
+        if ref.label:
+            text += (" Version labels are defined in the server's model config (version_labels) "
+                     "and can only point at AVAILABLE versions.")
+        return text
+
+    @staticmethod
+    def _inputs_hint(ref: ModelRef, meta: ModelMetadata, sent: Mapping[str, np.ndarray]) -> str | None:
+        sig = meta.signature(ref.signature)
+        if sig is None:
+            return None
+        got = ", ".join(f"{k}: {v.dtype} {list(v.shape)}" for k, v in sorted(sent.items()))
+        return (f"Signature {ref.signature or 'serving_default'!r} of {ref.describe()} "
+                f"expects inputs: {sig.describe_inputs()}; you sent: {got}.")
+
+    @staticmethod
+    def _add_hint(exc: ServingError, ref: ModelRef, hint: str | None) -> None:
+        if hint:
+            exc.hint = hint
+            exc.model = exc.model or ref.name
+            exc.args = (f"{exc.message}\n{hint}",)
+
+    # ------------------------------------------------------------------ waiting for a model
+
+    @staticmethod
+    def _available_version(model: str, version: int | None, versions: list[VersionStatus]) -> int | None:
+        """The version ``wait_until_available`` returns, None to keep polling; raises the
+        version's load error once it ended in error."""
+        for v in versions:
+            if v.available and (version is None or v.version == version):
+                return v.version
+            if version is not None and v.version == version and v.state == "END" and v.error_code:
+                from tfship.errors import error_for_code
+
+                raise error_for_code(v.error_code, v.error_message, model=model, version=version,
+                                     hint=f"Version {version} of {model!r} failed to load.")
+        return None
+
+    def _not_available_error(self, model: str, version: int | None, timeout: float,
+                             last: str) -> ServingError:
+        what = f"version {version} of " if version is not None else ""
+        return UnavailableError(
+            f"Timed out after {timeout:g} s waiting for {what}model {model!r} to become "
+            f"AVAILABLE on {self.url} (last seen: {last}).",
+            model=model, version=version,
+            hint="Check the server log; raise timeout= for large models.",
+        )
+
+
+def _signatures_hint(ref: ModelRef, meta: ModelMetadata) -> str:
+    names = sorted(n for n in meta.signatures if not n.startswith("__"))
+    return f"{ref.describe()} has signatures: {', '.join(names) or 'none'}."
+
+
+class Client(BaseClient, abc.ABC):
+    """A connection to a TF Serving compatible server. Use :func:`tfship.client.connect`.
+
+    Thread-safe: one client may serve many threads (``predict_batches`` relies on it).
+    """
+
+    def __init__(self, target: Target, config: ClientConfig) -> None:
+        super().__init__(target, config)
         self._replica_clients: dict[Endpoint, Client] = {}
 
     # ------------------------------------------------------------------ transport hooks
@@ -185,8 +376,7 @@ class Client(abc.ABC):
         """The model's signatures (all SignatureDefs) and the version that answered."""
         ref = ModelRef(model, version, label)
         meta = self._call(ref, lambda left: self._metadata(ref, left), self._timeout(timeout))
-        with self._lock:
-            self._metadata_cache[(model, version, label)] = (time.monotonic(), meta)
+        self._remember_metadata(ref, meta)
         return meta
 
     def status(self, model: str, *, version: int | None = None,
@@ -209,24 +399,13 @@ class Client(abc.ABC):
                 versions = self._status(ModelRef(model, version), min(5.0, timeout))
             except (NotFoundError, UnavailableError) as exc:
                 versions, last = [], exc.message
-            for v in versions:
-                if v.available and (version is None or v.version == version):
-                    return v.version
-                if version is not None and v.version == version and v.state == "END" and v.error_code:
-                    from tfship.errors import error_for_code
-
-                    raise error_for_code(v.error_code, v.error_message, model=model, version=version,
-                                         hint=f"Version {version} of {model!r} failed to load.")
+            found = self._available_version(model, version, versions)
+            if found is not None:
+                return found
             if versions:
                 last = "versions: " + ", ".join(str(v) for v in versions)
             if time.monotonic() >= deadline:
-                what = f"version {version} of " if version is not None else ""
-                raise UnavailableError(
-                    f"Timed out after {timeout:g} s waiting for {what}model {model!r} to become "
-                    f"AVAILABLE on {self.url} (last seen: {last}).",
-                    model=model, version=version,
-                    hint="Check the server log; raise timeout= for large models.",
-                )
+                raise self._not_available_error(model, version, timeout, last)
             time.sleep(poll_interval)  # polling a remote state; the wait is bounded above
             poll_interval = min(poll_interval * 1.5, 1.0)
 
@@ -245,12 +424,11 @@ class Client(abc.ABC):
                        signature: str | None = None) -> SignatureInfo:
         """The named (default: serving_default) signature, from cached metadata."""
         ref = ModelRef(model, version, label, signature)
-        sig = self._cached_metadata(ref).signature(signature)
-        if sig is None:
-            raise FailedPreconditionError(
-                f'Serving signature key "{signature or "serving_default"}" not found.',
-                model=model, hint=self._signatures_hint(ref))
-        return sig
+        meta = self._cached_metadata(ref)
+        if meta.signature(signature) is None:  # cached before a hot swap? ask the server once more
+            self._forget_metadata(ref)
+            meta = self._cached_metadata(ref)
+        return self._signature_of(ref, meta)
 
     def __enter__(self: T) -> T:
         return self
@@ -258,131 +436,55 @@ class Client(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url}>"
-
     # ------------------------------------------------------------------ helpers
 
-    def _timeout(self, timeout: float | None) -> float | None:
-        return self.config.timeout if timeout is None else timeout
-
     def _cached_metadata(self, ref: ModelRef) -> ModelMetadata:
-        key = (ref.name, ref.version, ref.label)
-        with self._lock:
-            cached = self._metadata_cache.get(key)
-        if cached is not None:
-            stamp, meta = cached
-            if ref.version is not None or time.monotonic() - stamp < self.config.metadata_ttl:
-                return meta
-        return self.metadata(ref.name, version=ref.version, label=ref.label)
-
-    def _forget_metadata(self, ref: ModelRef) -> None:
-        with self._lock:
-            self._metadata_cache.pop((ref.name, ref.version, ref.label), None)
+        meta = self._fresh_metadata(ref)
+        return meta if meta is not None else self.metadata(ref.name, version=ref.version, label=ref.label)
 
     def _named_inputs(self, ref: ModelRef, inputs: Inputs) -> dict[str, np.ndarray]:
-        """``{name: ndarray}``; bare arrays get the signature's only input name, lists its dtype."""
-        sig: SignatureInfo | None = None
-
-        def signature() -> SignatureInfo:
-            nonlocal sig
-            if sig is None:
-                sig = self.signature_info(ref.name, version=ref.version, label=ref.label,
-                                          signature=ref.signature)
-            return sig
-
-        if isinstance(inputs, Mapping):
-            items = dict(inputs)
-        else:
-            names = list(signature().inputs)
-            if len(names) != 1:
-                raise InvalidArgumentError(
-                    f"{ref.describe()} takes {len(names)} inputs; pass a dict with keys "
-                    f"{sorted(names)}.", model=ref.name,
-                    hint=f"Expected inputs: {signature().describe_inputs()}")
-            items = {names[0]: inputs}
-        out: dict[str, np.ndarray] = {}
-        for name, value in items.items():
-            if isinstance(value, np.ndarray):
-                out[name] = as_ndarray(value)
-                continue
-            # Python lists/scalars carry no dtype: use the signature's, as the REST API does.
-            spec = signature().inputs.get(name)
-            out[name] = as_ndarray(value, dtypes.by_name(spec.dtype) if spec else None)
-        return out
+        sig = (self.signature_info(ref.name, version=ref.version, label=ref.label, signature=ref.signature)
+               if self._needs_signature(inputs) else None)
+        return self._name_inputs(ref, inputs, sig)
 
     def _call(self, ref: ModelRef, fn: Callable[[float | None], T], timeout: float | None,
               sent: Mapping[str, np.ndarray] | None = None, *, explain: bool = True) -> T:
-        """Run ``fn(seconds_left)`` with retries for transient failures; add hints to the final error.
-
-        Retries (UNAVAILABLE only: the request never ran) stay within the RetryPolicy's attempts
-        and the call's deadline: each attempt gets the time that is left, and no retry starts
-        after its backoff would cross the deadline. Over several replicas the retry lands on
-        another one (round robin skips a replica that just failed).
-        """
-        policy = self.config.retry
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Run ``fn(seconds_left)`` with retries for transient failures (each attempt gets the
+        time left of ``timeout``); add hints to the final error."""
+        deadline = self._deadline(timeout)
         attempt = 0
         while True:
             attempt += 1
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                return fn(left)
-            except UnavailableError as exc:
-                pause = policy.backoff(attempt)
-                in_time = deadline is None or time.monotonic() + pause < deadline
-                if attempt < max(1, policy.max_attempts) and in_time:
-                    time.sleep(pause)  # backoff between retries, not a sync
-                    continue
-                exc.details = {"attempts": attempt}
-                if exc.hint is None:
-                    why = "" if in_time else " (the call's deadline left no time for another)"
-                    exc.hint = (f"Gave up after {attempt} attempt(s){why} to {self.url}: is the server "
-                                "running and listening on that port?")
-                    exc.args = (f"{exc.message}\n{exc.hint}",)
-                raise
+                return fn(self._left(deadline))
             except ServingError as exc:
-                if explain and self.config.explain_errors and exc.hint is None:
-                    self._explain(ref, exc, sent)
+                delay = self._retry_delay(exc, attempt, deadline)
+                if delay is not None:
+                    time.sleep(delay)  # backoff between retries, not a sync
+                    continue
+                needs = self._hint_needs(exc, sent, explain)
+                if needs:
+                    self._explain(ref, exc, sent, needs)
                 raise
 
-    def _explain(self, ref: ModelRef, exc: ServingError, sent: Mapping[str, np.ndarray] | None) -> None:
+    def _explain(self, ref: ModelRef, exc: ServingError, sent: Mapping[str, np.ndarray] | None,
+                 needs: str) -> None:
         hint: str | None = None
         try:
-            if isinstance(exc, NotFoundError) or (
-                    isinstance(exc, InvalidArgumentError) and "label" in exc.message.lower()):
-                hint = self._versions_hint(ref)
-            elif isinstance(exc, FailedPreconditionError) and "signature" in exc.message.lower():
-                hint = self._signatures_hint(ref)
-            elif isinstance(exc, InvalidArgumentError) and sent is not None:
+            if needs == "versions":
+                hint = self._versions_hint(ref, self._model_versions(ref))
+            elif needs == "signatures":
                 self._forget_metadata(ref)
-                sig = self._cached_metadata(ref).signature(ref.signature)
-                if sig is not None:
-                    got = ", ".join(f"{k}: {v.dtype} {list(v.shape)}" for k, v in sorted(sent.items()))
-                    hint = (f"Signature {ref.signature or 'serving_default'!r} of {ref.describe()} "
-                            f"expects inputs: {sig.describe_inputs()}; you sent: {got}.")
+                hint = _signatures_hint(ref, self._cached_metadata(ModelRef(ref.name, ref.version, ref.label)))
+            elif needs == "inputs" and sent is not None:
+                self._forget_metadata(ref)
+                hint = self._inputs_hint(ref, self._cached_metadata(ref), sent)
         except ServingError:
             hint = None  # the hint is a courtesy; never let it hide the real error
-        if hint:
-            exc.hint = hint
-            exc.model = exc.model or ref.name
-            exc.args = (f"{exc.message}\n{hint}",)
+        self._add_hint(exc, ref, hint)
 
-    def _versions_hint(self, ref: ModelRef) -> str:
+    def _model_versions(self, ref: ModelRef) -> list[VersionStatus] | None:
         try:
-            versions = self._status(ModelRef(ref.name), 5.0)
+            return self._status(ModelRef(ref.name), 5.0)
         except NotFoundError:
-            return (f"The server at {self.url} has no model named {ref.name!r}: check the name "
-                    "(--model_name or the model config file).")
-        listed = ", ".join(str(v) for v in versions) or "none"
-        text = f"Model {ref.name!r} has versions: {listed}."
-        if ref.label:
-            text += (" Version labels are defined in the server's model config (version_labels) "
-                     "and can only point at AVAILABLE versions.")
-        return text
-
-    def _signatures_hint(self, ref: ModelRef) -> str:
-        self._forget_metadata(ref)
-        meta = self._cached_metadata(ModelRef(ref.name, ref.version, ref.label))
-        names = sorted(n for n in meta.signatures if not n.startswith("__"))
-        return f"{ref.describe()} has signatures: {', '.join(names) or 'none'}."
+            return None

@@ -4,6 +4,9 @@ Requests are assembled at the wire level (tensor bytes from :func:`tfship.wire.t
 spliced into the PredictRequest without a Python-level copy into a message), and responses are read
 as raw bytes and decoded with :func:`tfship.wire.tensor.decode_tensor`, so a 50 MB ``float_val``
 answer costs about one ``np.frombuffer`` copy. Only our TF-free messages are used.
+
+Every request builder, response decoder and the status-to-error mapping are module functions
+shared with the asyncio client (:mod:`tfship.client.aio.grpc_transport`); the classes do only I/O.
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ from tfship.client.types import (
     VersionStatus,
 )
 
-from tfship.errors import InvalidArgumentError, UnavailableError, error_for_code
+from tfship.errors import InvalidArgumentError, ServingError, UnavailableError, error_for_code
 from tfship.wire import dtypes
 from tfship.wire.protos import serving_wire_pb2 as pb
 from tfship.wire.tensor import _varint, decode_tensor, encode_tensor, iter_fields
 
-__all__ = ["GrpcClient", "METHODS", "encode_predict_request", "decode_predict_response"]
+__all__ = [
+    "GrpcClient", "METHODS", "encode_predict_request", "decode_predict_response", "channel_target",
+    "channel_setup", "rpc_error",
+    "examples_request", "decode_classify", "decode_regress", "metadata_request", "decode_metadata",
+    "status_request", "decode_status",
+]
 
 METHODS = {
     "Predict": "/tensorflow.serving.PredictionService/Predict",
@@ -140,38 +148,105 @@ def channel_target(target: Target) -> str:
     return "ipv6:" + ",".join(f"[{host if ':' in host else '::ffff:' + host}]:{port}" for host, port in addresses)
 
 
-class GrpcClient(Client):
-    """Client over gRPC (``grpc://host:port``, or ``grpcs://`` for TLS).
+def channel_setup(target: Target, config: ClientConfig
+                  ) -> tuple[str, list[tuple[str, Any]], grpc.ChannelCredentials | None]:
+    """The channel's target string, options and TLS credentials (None = plaintext), for the sync
+    and the grpc.aio channel alike.
 
     Over several replicas (a list, or ``dns:///NAME:PORT``) one channel holds a subchannel per
     replica and grpcio's ``round_robin`` policy spreads the calls over the READY ones; a replica
     that goes away leaves the rotation as soon as its connection drops, and comes back once the
     channel reconnects (backoff capped by ``ClientConfig.reconnect_backoff_max``).
     """
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_send_message_length", config.max_send_message_bytes),
+        ("grpc.max_receive_message_length", config.max_receive_message_bytes),
+    ]
+    address = channel_target(target)
+    if target.several:
+        options += [("grpc.lb_policy_name", "round_robin"),
+                    ("grpc.max_reconnect_backoff_ms", int(config.reconnect_backoff_max * 1000))]
+    tls = config.tls
+    if not (target.secure or tls is not None):
+        return address, options, None
+    tls = tls or TlsConfig()
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=_read_file(tls.root_certificates),
+        private_key=_read_file(tls.client_key),
+        certificate_chain=_read_file(tls.client_cert),
+    )
+    server_name = next((e.server_name for e in target.endpoints if e.server_name), None)
+    if tls.server_name_override or server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name_override or server_name))
+    return address, options, creds
+
+
+def rpc_error(exc: grpc.RpcError, ref: ModelRef) -> ServingError:
+    """The :mod:`tfship.errors` class for a failed RPC (sync or grpc.aio), by status code."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else None) or str(code)
+    return error_for_code(code.value[0], details, model=ref.name, version=ref.version, signature=ref.signature)
+
+
+def examples_request(cls: Any, ref: ModelRef, examples: Sequence[Any], context: Any) -> bytes:
+    """A serialized Classification- or RegressionRequest (``cls``) for tf.Example dicts."""
+    request = cls(model_spec=model_spec(ref))
+    request.input.CopyFrom(input_proto(examples, context))
+    return request.SerializeToString()  # type: ignore[no-any-return]
+
+
+def decode_classify(raw: bytes) -> ClassifyResult:
+    result = pb.ClassificationResponse.FromString(raw).result
+    labels = [[c.label for c in row.classes] for row in result.classifications]
+    scores = [[c.score for c in row.classes] for row in result.classifications]
+    return ClassifyResult(np.array(labels, dtype=object).reshape(len(labels), -1),
+                          np.array(scores, dtype=np.float32).reshape(len(scores), -1))
+
+
+def decode_regress(raw: bytes) -> np.ndarray:
+    result = pb.RegressionResponse.FromString(raw).result
+    return np.array([r.value for r in result.regressions], dtype=np.float32)
+
+
+def metadata_request(ref: ModelRef) -> bytes:
+    return pb.GetModelMetadataRequest(model_spec=model_spec(ref, with_signature=False),  # type: ignore[no-any-return]
+                                      metadata_field=["signature_def"]).SerializeToString()
+
+
+def decode_metadata(raw: bytes, ref: ModelRef) -> ModelMetadata:
+    response = pb.GetModelMetadataResponse.FromString(raw)
+    # The Any's type_url names tensorflow.serving.SignatureDefMap; the bytes are the same
+    # as our own SignatureDefMap, so parse the value directly.
+    sigmap = pb.SignatureDefMap.FromString(response.metadata["signature_def"].value)
+    version = response.model_spec.version.value if response.model_spec.HasField("version") else 0
+    return ModelMetadata(response.model_spec.name or ref.name, version,
+                         {k: signature_info(v) for k, v in sorted(sigmap.signature_def.items())})
+
+
+def status_request(ref: ModelRef) -> bytes:
+    return pb.GetModelStatusRequest(  # type: ignore[no-any-return]
+        model_spec=model_spec(ref, with_signature=False)).SerializeToString()
+
+
+def decode_status(raw: bytes) -> list[VersionStatus]:
+    response = pb.GetModelStatusResponse.FromString(raw)
+    return [
+        VersionStatus(s.version, STATE_NAMES.get(s.state, str(s.state)), s.status.error_code,
+                      s.status.error_message)
+        for s in response.model_version_status
+    ]
+
+
+class GrpcClient(Client):
+    """Client over gRPC (``grpc://host:port``, or ``grpcs://`` for TLS); over several replicas
+    one channel balances the calls (see :func:`channel_setup`)."""
 
     transport = "grpc"
 
     def __init__(self, target: Target, config: ClientConfig) -> None:
         super().__init__(target, config)
-        options: list[tuple[str, Any]] = [
-            ("grpc.max_send_message_length", config.max_send_message_bytes),
-            ("grpc.max_receive_message_length", config.max_receive_message_bytes),
-        ]
-        address = channel_target(target)
-        if target.several:
-            options += [("grpc.lb_policy_name", "round_robin"),
-                        ("grpc.max_reconnect_backoff_ms", int(config.reconnect_backoff_max * 1000))]
-        server_name = next((e.server_name for e in target.endpoints if e.server_name), None)
-        tls = config.tls
-        if target.secure or tls is not None:
-            tls = tls or TlsConfig()
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=_read_file(tls.root_certificates),
-                private_key=_read_file(tls.client_key),
-                certificate_chain=_read_file(tls.client_cert),
-            )
-            if tls.server_name_override or server_name:
-                options.append(("grpc.ssl_target_name_override", tls.server_name_override or server_name))
+        address, options, creds = channel_setup(target, config)
+        if creds is not None:
             self._channel = grpc.secure_channel(address, creds, options=options)
         else:
             self._channel = grpc.insecure_channel(address, options=options)
@@ -182,10 +257,7 @@ class GrpcClient(Client):
         try:
             return self._rpc[method](request, timeout=timeout)  # type: ignore[no-any-return]
         except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-            details = (exc.details() if hasattr(exc, "details") else None) or str(code)
-            raise error_for_code(code.value[0], details, model=ref.name, version=ref.version,
-                                 signature=ref.signature) from None
+            raise rpc_error(exc, ref) from None
         except ValueError as exc:  # e.g. "Cannot invoke RPC on closed channel!"
             raise UnavailableError(f"gRPC channel to {self.url} is unusable: {exc}") from None
 
@@ -194,49 +266,21 @@ class GrpcClient(Client):
         raw = self._invoke("Predict", encode_predict_request(ref, inputs, output_filter), timeout, ref)
         return decode_predict_response(raw)
 
-    def _examples_request(self, cls: Any, ref: ModelRef, examples: Sequence[Any], context: Any) -> bytes:
-        request = cls(model_spec=model_spec(ref))
-        request.input.CopyFrom(input_proto(examples, context))
-        return request.SerializeToString()  # type: ignore[no-any-return]
-
     def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
                   timeout: float | None) -> ClassifyResult:
-        raw = self._invoke("Classify", self._examples_request(pb.ClassificationRequest, ref, examples,
-                                                              context), timeout, ref)
-        result = pb.ClassificationResponse.FromString(raw).result
-        labels = [[c.label for c in row.classes] for row in result.classifications]
-        scores = [[c.score for c in row.classes] for row in result.classifications]
-        return ClassifyResult(np.array(labels, dtype=object).reshape(len(labels), -1),
-                              np.array(scores, dtype=np.float32).reshape(len(scores), -1))
+        request = examples_request(pb.ClassificationRequest, ref, examples, context)
+        return decode_classify(self._invoke("Classify", request, timeout, ref))
 
     def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any,
                  timeout: float | None) -> np.ndarray:
-        raw = self._invoke("Regress", self._examples_request(pb.RegressionRequest, ref, examples,
-                                                             context), timeout, ref)
-        result = pb.RegressionResponse.FromString(raw).result
-        return np.array([r.value for r in result.regressions], dtype=np.float32)
+        request = examples_request(pb.RegressionRequest, ref, examples, context)
+        return decode_regress(self._invoke("Regress", request, timeout, ref))
 
     def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
-        request = pb.GetModelMetadataRequest(model_spec=model_spec(ref, with_signature=False),
-                                             metadata_field=["signature_def"])
-        raw = self._invoke("GetModelMetadata", request.SerializeToString(), timeout, ref)
-        response = pb.GetModelMetadataResponse.FromString(raw)
-        # The Any's type_url names tensorflow.serving.SignatureDefMap; the bytes are the same
-        # as our own SignatureDefMap, so parse the value directly.
-        sigmap = pb.SignatureDefMap.FromString(response.metadata["signature_def"].value)
-        version = response.model_spec.version.value if response.model_spec.HasField("version") else 0
-        return ModelMetadata(response.model_spec.name or ref.name, version,
-                             {k: signature_info(v) for k, v in sorted(sigmap.signature_def.items())})
+        return decode_metadata(self._invoke("GetModelMetadata", metadata_request(ref), timeout, ref), ref)
 
     def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]:
-        request = pb.GetModelStatusRequest(model_spec=model_spec(ref, with_signature=False))
-        raw = self._invoke("GetModelStatus", request.SerializeToString(), timeout, ref)
-        response = pb.GetModelStatusResponse.FromString(raw)
-        return [
-            VersionStatus(s.version, STATE_NAMES.get(s.state, str(s.state)), s.status.error_code,
-                          s.status.error_message)
-            for s in response.model_version_status
-        ]
+        return decode_status(self._invoke("GetModelStatus", status_request(ref), timeout, ref))
 
     def close(self) -> None:
         self._close_replicas()

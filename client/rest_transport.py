@@ -4,6 +4,9 @@ Requests use the columnar ``{"inputs": {...}}`` form (shapes travel exactly as g
 dimension is invented). JSON is encoded and decoded by :mod:`tfship.wire.json` (orjson); output
 dtypes come from the model's metadata (cached per model/version/label), since JSON numbers carry
 none.
+
+Every request body, response decoder and the HTTP-to-error mapping are module functions shared
+with the asyncio client (:mod:`tfship.client.aio.rest_transport`); the classes do only I/O.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tfship.errors import (
     ConfigError,
     DeadlineExceededError,
     InvalidArgumentError,
+    ServingError,
     UnavailableError,
     code_for_http_status,
     error_for_code,
@@ -40,10 +44,15 @@ from tfship.errors import (
 from tfship.wire import dtypes
 from tfship.wire.json import decode_value, dumps, encode_value, loads
 
-__all__ = ["RestClient", "metadata_from_json", "status_from_json"]
+__all__ = [
+    "RestClient", "RestReplicas", "metadata_from_json", "status_from_json", "model_path", "http_client_options",
+    "request_options", "read_response", "predict_body", "decode_predict",
+    "examples_body", "decode_classify", "decode_regress",
+]
 
 
-def _path(ref: ModelRef) -> str:
+def model_path(ref: ModelRef) -> str:
+    """``/v1/models/NAME[/versions/N | /labels/L]``."""
     path = f"/v1/models/{quote(ref.name, safe='')}"
     if ref.version is not None:
         path += f"/versions/{int(ref.version)}"
@@ -95,8 +104,32 @@ def _ssl_context(config: ClientConfig) -> ssl.SSLContext | bool:
     return ctx
 
 
-class RestClient(Client):
-    """Client over TF Serving's REST API (``http://host:port`` or ``https://``).
+def http_client_options(config: ClientConfig) -> dict[str, Any]:
+    """Keyword arguments for ``httpx.Client`` or ``httpx.AsyncClient``: pool, TLS, timeouts."""
+    limits = httpx.Limits(max_connections=config.max_connections,
+                          max_keepalive_connections=config.max_connections)
+    return {"limits": limits, "verify": _ssl_context(config),
+            "timeout": httpx.Timeout(config.timeout, connect=config.connect_timeout),
+            "headers": {"Content-Type": "application/json"}}
+
+
+def request_options(config: ClientConfig, endpoint: Endpoint, timeout: float | None,
+                    body: Any = None) -> dict[str, Any]:
+    """Keyword arguments for one ``request()`` to ``endpoint``: its deadline, JSON body, and the
+    server's name when the endpoint is an address found under a DNS name."""
+    kwargs: dict[str, Any] = {"timeout": httpx.Timeout(timeout, connect=config.connect_timeout)}
+    if endpoint.server_name:  # an address from a DNS name: the server knows itself by the name
+        kwargs["headers"] = {"Host": f"{endpoint.server_name}:{endpoint.port}"}
+        if endpoint.secure:
+            kwargs["extensions"] = {"sni_hostname": endpoint.server_name}
+    if body is not None:
+        kwargs["content"] = dumps(body)
+    return kwargs
+
+
+class RestReplicas:
+    """Which server each REST call goes to, and what a failed call says about it (shared by the
+    sync and asyncio clients; no I/O but re-resolving a DNS name).
 
     Over several replicas (``http://a:8501,b:8501`` or ``dns+http:///NAME:8501``) each call goes
     to the next replica in turn; one that refuses or drops a connection is skipped for a short
@@ -104,68 +137,130 @@ class RestClient(Client):
     A DNS name is resolved again every ``DNS_REFRESH_SECONDS``.
     """
 
-    transport = "rest"
     DNS_REFRESH_SECONDS = 10.0
 
-    def __init__(self, target: Target, config: ClientConfig) -> None:
-        super().__init__(target, config)
-        limits = httpx.Limits(max_connections=config.max_connections,
-                              max_keepalive_connections=config.max_connections)
-        self._http = httpx.Client(
-            limits=limits, verify=_ssl_context(config),
-            timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-            headers={"Content-Type": "application/json"},
-        )
+    def __init__(self, target: Target) -> None:
+        self.target = target
         self._rotation = RoundRobin(target.resolve())
         self._resolved_at = time.monotonic()
 
-    # ------------------------------------------------------------------ plumbing
-
-    def _pick(self) -> Endpoint:
+    def pick(self) -> tuple[Endpoint, str]:
+        """The endpoint for the next call and its base URL."""
         if self.target.dns_name is not None and time.monotonic() - self._resolved_at > self.DNS_REFRESH_SECONDS:
             self._resolved_at = time.monotonic()
             with contextlib.suppress(ConfigError):  # keep the last good answer through a DNS hiccup
                 self._rotation.refresh(self.target.resolve())
-        return self._rotation.pick()
+        endpoint = self._rotation.pick()
+        return endpoint, f"{'https' if endpoint.secure else 'http'}://{endpoint.netloc}"
+
+    def answered(self, endpoint: Endpoint) -> None:
+        self._rotation.mark_up(endpoint)
+
+    def failed(self, endpoint: Endpoint, exc: Exception, ref: ModelRef, timeout: float | None) -> ServingError:
+        """The :mod:`tfship.errors` class for an httpx request that raised ``exc`` (an
+        ``httpx.TransportError``, ``OSError`` or ``RuntimeError`` for a closed client); a replica
+        that refused or dropped the connection sits out a cool-down."""
+        where = endpoint.url if self.target.several else self.target.url
+        if isinstance(exc, httpx.TimeoutException):
+            if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+                self._rotation.mark_down(endpoint)
+                return UnavailableError(f"Timed out connecting to {where}: {exc}", model=ref.name)
+            return DeadlineExceededError(f"No answer from {where} within {timeout} s: {exc}", model=ref.name)
+        if isinstance(exc, (httpx.TransportError, OSError)):  # refused, reset, closed mid-response
+            self._rotation.mark_down(endpoint)
+            return UnavailableError(f"Cannot reach {where}: {type(exc).__name__}: {exc}", model=ref.name)
+        # RuntimeError: "Cannot send a request, as the client has been closed."
+        return UnavailableError(f"REST client for {self.target.url} is closed: {exc}")
+
+
+def read_response(response: httpx.Response, ref: ModelRef) -> Any:
+    """The JSON document of a 200 answer; any other status raises its :mod:`tfship.errors` class."""
+    if response.status_code == 200:
+        return loads(response.content, numeric_arrays=True)  # big predictions parse with numpy
+    try:
+        doc = loads(response.content)
+        message = doc["error"] if isinstance(doc, dict) and "error" in doc else response.text
+    except Exception:  # noqa: BLE001 - a non-JSON error page: keep its text
+        message = response.text.strip() or response.reason_phrase
+    raise error_for_code(code_for_http_status(response.status_code), str(message),
+                         model=ref.name, version=ref.version, signature=ref.signature)
+
+
+def predict_body(ref: ModelRef, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    body: dict[str, Any] = {"inputs": {k: encode_value(v) for k, v in inputs.items()}}
+    if ref.signature:
+        body["signature_name"] = ref.signature
+    return body
+
+
+def decode_predict(doc: Any, sig: SignatureInfo | None, output_filter: Sequence[str],
+                   url: str) -> dict[str, np.ndarray]:
+    """Outputs by name from a predict answer; ``sig`` (if known) names a bare output and gives dtypes."""
+    if not isinstance(doc, dict) or "outputs" not in doc:
+        raise InvalidArgumentError(f"Unexpected REST predict answer from {url}: no 'outputs'.")
+    out_specs = sig.outputs if sig is not None else {}
+    raw = doc["outputs"]
+    if not (isinstance(raw, dict) and not (len(raw) == 1 and "b64" in raw)):
+        # One output: the bare tensor. Name it after the signature's only output.
+        name = next(iter(out_specs)) if len(out_specs) == 1 else "output"
+        raw = {name: raw}
+    outputs = {}
+    for name, value in raw.items():
+        if output_filter and name not in output_filter:
+            continue
+        spec = out_specs.get(name)
+        outputs[name] = decode_value(value, dtypes.by_name(spec.dtype) if spec else None)
+    return outputs
+
+
+def examples_body(ref: ModelRef, examples: Sequence[Any], context: Any) -> dict[str, Any]:
+    from tfship.client.examples import example_json
+
+    if not examples:
+        raise InvalidArgumentError("No examples given: classify/regress need at least one example.")
+    body: dict[str, Any] = {"examples": [example_json(e) for e in examples]}
+    if context is not None:
+        body["context"] = example_json(context)
+    if ref.signature:
+        body["signature_name"] = ref.signature
+    return body
+
+
+def decode_classify(doc: Any) -> ClassifyResult:
+    rows = doc.get("results", [])
+    labels = [[str(pair[0]) for pair in row] for row in rows]
+    scores = [[float(pair[1]) for pair in row] for row in rows]
+    return ClassifyResult(np.array(labels, dtype=object).reshape(len(rows), -1),
+                          np.array(scores, dtype=np.float32).reshape(len(rows), -1))
+
+
+def decode_regress(doc: Any) -> np.ndarray:
+    return np.asarray(doc.get("results", []), dtype=np.float32)
+
+
+class RestClient(Client):
+    """Client over TF Serving's REST API (``http://host:port`` or ``https://``); over several
+    replicas each call goes to the next one in turn (see :class:`RestReplicas`)."""
+
+    transport = "rest"
+
+    def __init__(self, target: Target, config: ClientConfig) -> None:
+        super().__init__(target, config)
+        self._http = httpx.Client(**http_client_options(config))
+        self._replicas = RestReplicas(target)
+
+    # ------------------------------------------------------------------ plumbing
 
     def _request(self, method: str, path: str, ref: ModelRef, timeout: float | None,
                  body: Any = None) -> Any:
-        endpoint = self._pick()
-        where = endpoint.url if self.target.several else self.url
-        kwargs: dict[str, Any] = {
-            "timeout": httpx.Timeout(timeout, connect=self.config.connect_timeout)}
-        if endpoint.server_name:  # an address from a DNS name: the server knows itself by the name
-            kwargs["headers"] = {"Host": f"{endpoint.server_name}:{endpoint.port}"}
-            if endpoint.secure:
-                kwargs["extensions"] = {"sni_hostname": endpoint.server_name}
-        if body is not None:
-            kwargs["content"] = dumps(body)
-        scheme = "https" if endpoint.secure else "http"
+        endpoint, base = self._replicas.pick()
         try:
-            response = self._http.request(method, f"{scheme}://{endpoint.netloc}{path}", **kwargs)
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-                self._rotation.mark_down(endpoint)
-                raise UnavailableError(f"Timed out connecting to {where}: {exc}",
-                                       model=ref.name) from None
-            raise DeadlineExceededError(f"No answer from {where} within {timeout} s: {exc}",
-                                        model=ref.name) from None
-        except (httpx.TransportError, OSError) as exc:  # refused, reset, closed mid-response
-            self._rotation.mark_down(endpoint)
-            raise UnavailableError(f"Cannot reach {where}: {type(exc).__name__}: {exc}",
-                                   model=ref.name) from None
-        except RuntimeError as exc:  # "Cannot send a request, as the client has been closed."
-            raise UnavailableError(f"REST client for {self.url} is closed: {exc}") from None
-        self._rotation.mark_up(endpoint)
-        if response.status_code == 200:
-            return loads(response.content, numeric_arrays=True)  # big predictions parse with numpy
-        try:
-            doc = loads(response.content)
-            message = doc["error"] if isinstance(doc, dict) and "error" in doc else response.text
-        except Exception:  # noqa: BLE001 - a non-JSON error page: keep its text
-            message = response.text.strip() or response.reason_phrase
-        raise error_for_code(code_for_http_status(response.status_code), str(message),
-                             model=ref.name, version=ref.version, signature=ref.signature)
+            response = self._http.request(method, base + path,
+                                          **request_options(self.config, endpoint, timeout, body))
+        except (httpx.TransportError, OSError, RuntimeError) as exc:
+            raise self._replicas.failed(endpoint, exc, ref, timeout) from None
+        self._replicas.answered(endpoint)
+        return read_response(response, ref)
 
     def _signature(self, ref: ModelRef) -> SignatureInfo | None:
         try:
@@ -177,60 +272,25 @@ class RestClient(Client):
 
     def _predict(self, ref: ModelRef, inputs: dict[str, np.ndarray], output_filter: Sequence[str],
                  timeout: float | None) -> tuple[dict[str, np.ndarray], int | None]:
-        body: dict[str, Any] = {"inputs": {k: encode_value(v) for k, v in inputs.items()}}
-        if ref.signature:
-            body["signature_name"] = ref.signature
-        doc = self._request("POST", _path(ref) + ":predict", ref, timeout, body)
-        if not isinstance(doc, dict) or "outputs" not in doc:
-            raise InvalidArgumentError(f"Unexpected REST predict answer from {self.url}: no 'outputs'.")
-        sig = self._signature(ref)
-        out_specs = sig.outputs if sig is not None else {}
-        raw = doc["outputs"]
-        if not (isinstance(raw, dict) and not (len(raw) == 1 and "b64" in raw)):
-            # One output: the bare tensor. Name it after the signature's only output.
-            name = next(iter(out_specs)) if len(out_specs) == 1 else "output"
-            raw = {name: raw}
-        outputs = {}
-        for name, value in raw.items():
-            if output_filter and name not in output_filter:
-                continue
-            spec = out_specs.get(name)
-            outputs[name] = decode_value(value, dtypes.by_name(spec.dtype) if spec else None)
-        return outputs, None  # TF Serving's REST answers carry no model_spec
-
-    def _examples_body(self, ref: ModelRef, examples: Sequence[Any], context: Any) -> dict[str, Any]:
-        from tfship.client.examples import example_json
-
-        if not examples:
-            raise InvalidArgumentError("No examples given: classify/regress need at least one example.")
-        body: dict[str, Any] = {"examples": [example_json(e) for e in examples]}
-        if context is not None:
-            body["context"] = example_json(context)
-        if ref.signature:
-            body["signature_name"] = ref.signature
-        return body
+        doc = self._request("POST", model_path(ref) + ":predict", ref, timeout, predict_body(ref, inputs))
+        # TF Serving's REST answers carry no model_spec: no version.
+        return decode_predict(doc, self._signature(ref), output_filter, self.url), None
 
     def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
                   timeout: float | None) -> ClassifyResult:
-        doc = self._request("POST", _path(ref) + ":classify", ref, timeout,
-                            self._examples_body(ref, examples, context))
-        rows = doc.get("results", [])
-        labels = [[str(pair[0]) for pair in row] for row in rows]
-        scores = [[float(pair[1]) for pair in row] for row in rows]
-        return ClassifyResult(np.array(labels, dtype=object).reshape(len(rows), -1),
-                              np.array(scores, dtype=np.float32).reshape(len(rows), -1))
+        return decode_classify(self._request("POST", model_path(ref) + ":classify", ref, timeout,
+                                             examples_body(ref, examples, context)))
 
     def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any,
                  timeout: float | None) -> np.ndarray:
-        doc = self._request("POST", _path(ref) + ":regress", ref, timeout,
-                            self._examples_body(ref, examples, context))
-        return np.asarray(doc.get("results", []), dtype=np.float32)
+        return decode_regress(self._request("POST", model_path(ref) + ":regress", ref, timeout,
+                                            examples_body(ref, examples, context)))
 
     def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
-        return metadata_from_json(self._request("GET", _path(ref) + "/metadata", ref, timeout), ref.name)
+        return metadata_from_json(self._request("GET", model_path(ref) + "/metadata", ref, timeout), ref.name)
 
     def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]:
-        return status_from_json(self._request("GET", _path(ref), ref, timeout))
+        return status_from_json(self._request("GET", model_path(ref), ref, timeout))
 
     def close(self) -> None:
         self._close_replicas()
