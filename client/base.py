@@ -110,7 +110,7 @@ class BaseClient:
         if sig is None:
             raise FailedPreconditionError(
                 f'Serving signature key "{ref.signature or "serving_default"}" not found.',
-                model=ref.name, hint=_signatures_hint(ref, meta))
+                model=ref.name, hint=BaseClient._signatures_hint(ref, meta))
         return sig
 
     # ------------------------------------------------------------------ inputs
@@ -210,6 +210,11 @@ class BaseClient:
         return text
 
     @staticmethod
+    def _signatures_hint(ref: ModelRef, meta: ModelMetadata) -> str:
+        names = sorted(n for n in meta.signatures if not n.startswith("__"))
+        return f"{ref.describe()} has signatures: {', '.join(names) or 'none'}."
+
+    @staticmethod
     def _inputs_hint(ref: ModelRef, meta: ModelMetadata, sent: Mapping[str, np.ndarray]) -> str | None:
         sig = meta.signature(ref.signature)
         if sig is None:
@@ -250,11 +255,6 @@ class BaseClient:
             model=model, version=version,
             hint="Check the server log; raise timeout= for large models.",
         )
-
-
-def _signatures_hint(ref: ModelRef, meta: ModelMetadata) -> str:
-    names = sorted(n for n in meta.signatures if not n.startswith("__"))
-    return f"{ref.describe()} has signatures: {', '.join(names) or 'none'}."
 
 
 class Client(BaseClient, abc.ABC):
@@ -475,7 +475,7 @@ class Client(BaseClient, abc.ABC):
                 hint = self._versions_hint(ref, self._model_versions(ref))
             elif needs == "signatures":
                 self._forget_metadata(ref)
-                hint = _signatures_hint(ref, self._cached_metadata(ModelRef(ref.name, ref.version, ref.label)))
+                hint = self._signatures_hint(ref, self._cached_metadata(ModelRef(ref.name, ref.version, ref.label)))
             elif needs == "inputs" and sent is not None:
                 self._forget_metadata(ref)
                 hint = self._inputs_hint(ref, self._cached_metadata(ref), sent)

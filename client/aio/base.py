@@ -1,0 +1,239 @@
+"""The asyncio client: :class:`tfship.client.Client`'s API with ``await``.
+
+Everything that does no I/O (naming inputs, the retry schedule, error hints, the metadata cache,
+reading a model's status) is inherited from :class:`tfship.client.base.BaseClient`; this class
+only awaits where the blocking client blocks. Cancelling a coroutine cancels its RPC or request.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from tfship.client.base import BaseClient, Inputs, ModelRef, Outputs
+from tfship.client.types import ClassifyResult, ModelMetadata, Prediction, SignatureInfo, VersionStatus
+
+from tfship.errors import NotFoundError, ServingError, UnavailableError
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+A = TypeVar("A", bound="AsyncClient")
+
+
+class AsyncClient(BaseClient, abc.ABC):
+    """A connection to a TF Serving compatible server for asyncio code. Use :func:`tfship.client.aio.connect`.
+
+    One client serves any number of concurrent coroutines of its event loop.
+    """
+
+    def __init__(self, url: str, config: Any) -> None:
+        super().__init__(url, config)
+        # One metadata request per model at a time: 200 coroutines starting together ask once.
+        self._metadata_pending: dict[tuple[str, int | None, str | None], asyncio.Future[ModelMetadata]] = {}
+
+    # ------------------------------------------------------------------ transport hooks
+
+    @abc.abstractmethod
+    async def _predict(self, ref: ModelRef, inputs: dict[str, np.ndarray], output_filter: Sequence[str],
+                       timeout: float | None) -> tuple[dict[str, np.ndarray], int | None]:
+        """Outputs by name, and the version that answered when the transport says (gRPC does)."""
+
+    @abc.abstractmethod
+    async def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
+                        timeout: float | None) -> ClassifyResult: ...
+
+    @abc.abstractmethod
+    async def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any,
+                       timeout: float | None) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    async def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata: ...
+
+    @abc.abstractmethod
+    async def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the channel / connection pool. The client cannot be used afterwards."""
+
+    # ------------------------------------------------------------------ public API
+
+    async def predict(self, model: str, inputs: Inputs, *, version: int | None = None,
+                      label: str | None = None, signature: str | None = None,
+                      timeout: float | None = None, output_filter: Sequence[str] = ()) -> Outputs:
+        """Run the model's signature on ``inputs``; see :meth:`tfship.client.Client.predict`."""
+        outputs = (await self.predict_detailed(model, inputs, version=version, label=label, signature=signature,
+                                               timeout=timeout, output_filter=output_filter)).outputs
+        return next(iter(outputs.values())) if len(outputs) == 1 else outputs
+
+    async def predict_detailed(self, model: str, inputs: Inputs, *, version: int | None = None,
+                               label: str | None = None, signature: str | None = None,
+                               timeout: float | None = None, output_filter: Sequence[str] = ()) -> Prediction:
+        """Every output by name and the version that answered (None over REST)."""
+        ref = ModelRef(model, version, label, signature)
+        named = await self._named_inputs(ref, inputs)
+        outputs, answered = await self._call(ref, lambda: self._predict(ref, named, tuple(output_filter),
+                                                                        self._timeout(timeout)), named)
+        return Prediction(outputs, answered)
+
+    async def classify(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
+                       context: Mapping[str, Any] | None = None, version: int | None = None,
+                       label: str | None = None, signature: str | None = None,
+                       timeout: float | None = None) -> ClassifyResult:
+        """Classify tf.Examples given as feature dicts (or serialized bytes over gRPC)."""
+        ref = ModelRef(model, version, label, signature)
+        return await self._call(ref, lambda: self._classify(ref, list(examples), context, self._timeout(timeout)))
+
+    async def regress(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
+                      context: Mapping[str, Any] | None = None, version: int | None = None,
+                      label: str | None = None, signature: str | None = None,
+                      timeout: float | None = None) -> np.ndarray:
+        """Regress tf.Examples; returns a float32 array with one value per example."""
+        ref = ModelRef(model, version, label, signature)
+        return await self._call(ref, lambda: self._regress(ref, list(examples), context, self._timeout(timeout)))
+
+    async def metadata(self, model: str, *, version: int | None = None, label: str | None = None,
+                       timeout: float | None = None) -> ModelMetadata:
+        """The model's signatures (all SignatureDefs) and the version that answered."""
+        ref = ModelRef(model, version, label)
+        meta = await self._call(ref, lambda: self._metadata(ref, self._timeout(timeout)))
+        self._remember_metadata(ref, meta)
+        return meta
+
+    async def status(self, model: str, *, version: int | None = None,
+                     timeout: float | None = None) -> list[VersionStatus]:
+        """Every version the server knows for ``model`` (newest first), with its state."""
+        ref = ModelRef(model, version)
+        return await self._call(ref, lambda: self._status(ref, self._timeout(timeout)), explain=False)
+
+    async def wait_until_available(self, model: str, version: int | None = None, *,
+                                   timeout: float = 60.0, poll_interval: float = 0.1) -> int:
+        """Wait until ``version`` (or any version) of ``model`` is AVAILABLE; return that version.
+
+        See :meth:`tfship.client.Client.wait_until_available`.
+        """
+        deadline = time.monotonic() + timeout
+        last: str = "no answer yet"
+        while True:
+            try:
+                versions = await self._status(ModelRef(model, version), min(5.0, timeout))
+            except (NotFoundError, UnavailableError) as exc:
+                versions, last = [], exc.message
+            found = self._available_version(model, version, versions)
+            if found is not None:
+                return found
+            if versions:
+                last = "versions: " + ", ".join(str(v) for v in versions)
+            if time.monotonic() >= deadline:
+                raise self._not_available_error(model, version, timeout, last)
+            await asyncio.sleep(poll_interval)  # polling a remote state; the wait is bounded above
+            poll_interval = min(poll_interval * 1.5, 1.0)
+
+    async def predict_batches(self, model: str, inputs: Inputs, *, batch_size: int = 256,
+                              concurrency: int = 4, progress: Any = None, **kwargs: Any) -> Outputs:
+        """Predict a large input in batches, ``concurrency`` requests in flight, order kept.
+
+        See :func:`tfship.client.batching.predict_batches`.
+        """
+        from tfship.client.aio.batching import predict_batches
+
+        return await predict_batches(self, model, inputs, batch_size=batch_size,
+                                     concurrency=concurrency, progress=progress, **kwargs)
+
+    def batcher(self, model: str, *, version: int | None = None, label: str | None = None,
+                signature: str | None = None, max_batch_size: int = 64, max_delay_ms: float = 2.0,
+                max_concurrent_batches: int = 4) -> Any:
+        """An :class:`tfship.client.batcher.AsyncBatcher`: concurrent ``await batcher.predict(rows)``
+        calls for this model merge into one request; see :meth:`tfship.client.Client.batcher`."""
+        from tfship.client.batcher import AsyncBatcher
+
+        return AsyncBatcher(self, ModelRef(model, version, label, signature), max_batch_size=max_batch_size,
+                            max_delay_ms=max_delay_ms, max_concurrent_batches=max_concurrent_batches)
+
+    async def signature_info(self, model: str, *, version: int | None = None, label: str | None = None,
+                             signature: str | None = None) -> SignatureInfo:
+        """The named (default: serving_default) signature, from cached metadata."""
+        ref = ModelRef(model, version, label, signature)
+        meta = await self._cached_metadata(ref)
+        if meta.signature(signature) is None:  # cached before a hot swap? ask the server once more
+            self._forget_metadata(ref)
+            meta = await self._cached_metadata(ref)
+        return self._signature_of(ref, meta)
+
+    async def __aenter__(self: A) -> A:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _cached_metadata(self, ref: ModelRef) -> ModelMetadata:
+        meta = self._fresh_metadata(ref)
+        if meta is not None:
+            return meta
+        key = (ref.name, ref.version, ref.label)
+        task = self._metadata_pending.get(key)
+        if task is None:
+            # A task of its own, so a cancelled caller does not cancel the others' answer.
+            task = asyncio.ensure_future(self.metadata(ref.name, version=ref.version, label=ref.label))
+            self._metadata_pending[key] = task
+
+            def done(t: asyncio.Future[ModelMetadata]) -> None:
+                self._metadata_pending.pop(key, None)
+                if not t.cancelled():
+                    t.exception()  # retrieved here: no "never retrieved" warning when every caller left
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _named_inputs(self, ref: ModelRef, inputs: Inputs) -> dict[str, np.ndarray]:
+        sig = (await self.signature_info(ref.name, version=ref.version, label=ref.label, signature=ref.signature)
+               if self._needs_signature(inputs) else None)
+        return self._name_inputs(ref, inputs, sig)
+
+    async def _call(self, ref: ModelRef, fn: Callable[[], Awaitable[T]],
+                    sent: Mapping[str, np.ndarray] | None = None, *, explain: bool = True) -> T:
+        """Await ``fn()`` with retries for transient failures; add hints to the final error."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await fn()
+            except ServingError as exc:
+                delay = self._retry_delay(exc, attempt)
+                if delay is not None:
+                    await asyncio.sleep(delay)  # backoff between retries, not a sync
+                    continue
+                needs = self._hint_needs(exc, sent, explain)
+                if needs:
+                    await self._explain(ref, exc, sent, needs)
+                raise
+
+    async def _explain(self, ref: ModelRef, exc: ServingError, sent: Mapping[str, np.ndarray] | None,
+                       needs: str) -> None:
+        hint: str | None = None
+        try:
+            if needs == "versions":
+                hint = self._versions_hint(ref, await self._model_versions(ref))
+            elif needs == "signatures":
+                unsigned = ModelRef(ref.name, ref.version, ref.label)
+                self._forget_metadata(unsigned)
+                hint = self._signatures_hint(ref, await self._cached_metadata(unsigned))
+            elif needs == "inputs" and sent is not None:
+                self._forget_metadata(ref)
+                hint = self._inputs_hint(ref, await self._cached_metadata(ref), sent)
+        except ServingError:
+            hint = None  # the hint is a courtesy; never let it hide the real error
+        self._add_hint(exc, ref, hint)
+
+    async def _model_versions(self, ref: ModelRef) -> list[VersionStatus] | None:
+        try:
+            return await self._status(ModelRef(ref.name), 5.0)
+        except NotFoundError:
+            return None

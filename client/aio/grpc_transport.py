@@ -1,0 +1,83 @@
+"""gRPC for the asyncio client: the same requests, decoders and error mapping as
+:mod:`tfship.client.grpc_transport`, sent on a grpc.aio channel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+import numpy as np
+from tfship.client.aio.base import AsyncClient
+from tfship.client.base import ModelRef
+from tfship.client.config import ClientConfig
+from tfship.client.grpc_transport import (
+    METHODS,
+    channel_setup,
+    decode_classify,
+    decode_metadata,
+    decode_predict_response,
+    decode_regress,
+    decode_status,
+    encode_predict_request,
+    examples_request,
+    metadata_request,
+    rpc_error,
+    status_request,
+)
+from tfship.client.types import ClassifyResult, ModelMetadata, VersionStatus
+
+from tfship.errors import UnavailableError
+from tfship.wire.protos import serving_wire_pb2 as pb
+
+__all__ = ["AsyncGrpcClient"]
+
+
+class AsyncGrpcClient(AsyncClient):
+    """Asyncio client over gRPC (``grpc://host:port``, or ``grpcs://`` for TLS)."""
+
+    transport = "grpc"
+
+    def __init__(self, url: str, target: str, config: ClientConfig, *, secure: bool = False) -> None:
+        super().__init__(url, config)
+        options, creds = channel_setup(config, secure)
+        if creds is not None:
+            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        # Raw bytes in and out: we serialize and parse ourselves.
+        self._rpc = {name: self._channel.unary_unary(path) for name, path in METHODS.items()}
+
+    async def _invoke(self, method: str, request: bytes, timeout: float | None, ref: ModelRef) -> bytes:
+        # Cancelling the awaiting task cancels the RPC (grpc.aio's call does it on CancelledError).
+        try:
+            return await self._rpc[method](request, timeout=timeout)  # type: ignore[no-any-return]
+        except grpc.RpcError as exc:
+            raise rpc_error(exc, ref) from None
+        except (ValueError, grpc.aio.UsageError) as exc:  # "Channel is closed."
+            raise UnavailableError(f"gRPC channel to {self.url} is unusable: {exc}") from None
+
+    async def _predict(self, ref: ModelRef, inputs: dict[str, np.ndarray], output_filter: Sequence[str],
+                       timeout: float | None) -> tuple[dict[str, np.ndarray], int | None]:
+        raw = await self._invoke("Predict", encode_predict_request(ref, inputs, output_filter), timeout, ref)
+        return decode_predict_response(raw)
+
+    async def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
+                        timeout: float | None) -> ClassifyResult:
+        request = examples_request(pb.ClassificationRequest, ref, examples, context)
+        return decode_classify(await self._invoke("Classify", request, timeout, ref))
+
+    async def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any,
+                       timeout: float | None) -> np.ndarray:
+        request = examples_request(pb.RegressionRequest, ref, examples, context)
+        return decode_regress(await self._invoke("Regress", request, timeout, ref))
+
+    async def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
+        return decode_metadata(await self._invoke("GetModelMetadata", metadata_request(ref), timeout, ref), ref)
+
+    async def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]:
+        return decode_status(await self._invoke("GetModelStatus", status_request(ref), timeout, ref))
+
+    async def close(self) -> None:
+        await self._channel.close()
