@@ -420,6 +420,22 @@ class Client(BaseClient, abc.ABC):
         return predict_batches(self, model, inputs, batch_size=batch_size,
                                concurrency=concurrency, progress=progress, **kwargs)
 
+    def batcher(self, model: str, *, version: int | None = None, label: str | None = None,
+                signature: str | None = None, max_batch_size: int = 64, max_delay_ms: float = 2.0,
+                max_concurrent_batches: int = 4) -> Any:
+        """A :class:`tfship.client.batcher.Batcher`: concurrent ``batcher.predict(rows)`` calls
+        from many threads for this model merge into one Predict request (up to ``max_batch_size``
+        rows, waiting at most ``max_delay_ms`` for company), and each caller gets its own rows
+        back, or its own error.
+
+        >>> with client.batcher("digits", max_batch_size=64, max_delay_ms=2) as batcher:  # doctest: +SKIP
+        ...     y = batcher.predict(x_row)     # called from many threads at once
+        """
+        from tfship.client.batcher import Batcher
+
+        return Batcher(self, ModelRef(model, version, label, signature), max_batch_size=max_batch_size,
+                       max_delay_ms=max_delay_ms, max_concurrent_batches=max_concurrent_batches)
+
     def signature_info(self, model: str, *, version: int | None = None, label: str | None = None,
                        signature: str | None = None) -> SignatureInfo:
         """The named (default: serving_default) signature, from cached metadata."""
