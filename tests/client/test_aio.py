@@ -267,3 +267,18 @@ async def test_retries_stop_at_their_bound_when_the_server_is_down(scheme: str) 
     assert calls["n"] == 3
     assert info.value.details == {"attempts": 3}
     assert "Gave up after 3 attempt(s)" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def half_plus_two(tf_serving_testdata: Any, tfship_serve_session: Any) -> Any:
+    """TF Serving's own test model (classify/regress signatures), served via the pytest plugin."""
+    return tfship_serve_session(tf_serving_testdata / "saved_model_half_plus_two_cpu", "half")
+
+
+@pytest.mark.parametrize("transport", ["grpc", "rest"])
+async def test_classify_and_regress(half_plus_two: Any, transport: str) -> None:
+    async with connect(half_plus_two.grpc.url if transport == "grpc" else half_plus_two.rest.url) as client:
+        result = await client.classify("half", [{"x": 1.0}, {"x": 3.0}], signature="classify_x_to_y")
+        np.testing.assert_allclose(result.scores, [[2.5], [3.5]])
+        assert result.labels.tolist() == [[""], [""]]
+        np.testing.assert_allclose(await client.regress("half", [{"x": 2.0}], signature="regress_x_to_y"), [3.0])
