@@ -108,6 +108,7 @@ class _Group:
     key: MergeKey
     calls: list[_Call] = field(default_factory=list)
     rows: int = 0
+    scheduled: bool = False  # its send is on the way (it may still fill while that waits for a slot)
 
 
 class _BatcherBase:
@@ -304,6 +305,9 @@ class AsyncBatcher(_BatcherBase):
         timer = self._timers.pop(id(group), None)
         if timer is not None:
             timer.cancel()
+        if group.scheduled:
+            return
+        group.scheduled = True
         task = asyncio.ensure_future(self._send(group))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -185,3 +185,24 @@ def test_merging_and_splitting_rows() -> None:
     assert parts is not None and [p["z"].tolist() for p in parts] == [[0, 1], [2]]
     assert split_outputs({"z": np.arange(4)}, [2, 1]) is None  # not one row per input row
     assert split_outputs({"z": np.float32(3)}, [2, 1]) is None
+
+
+def test_a_group_flushed_twice_is_sent_once(server: Any) -> None:
+    # An asyncio group stays open while its send waits for a request slot, so its timer and its
+    # filling up can both flush it; the second flush must not send the same calls again.
+    async def main() -> tuple[Any, BatcherStats]:
+        async with aio.connect(server.grpc_url) as client:
+            await client.metadata("dtypes")
+            async with client.batcher("dtypes", max_delay_ms=60_000, max_concurrent_batches=2) as batcher:
+                call = asyncio.ensure_future(batcher.predict(np.ones((1, 2), np.float32)))
+                for _ in range(1000):
+                    if batcher._open:
+                        break
+                    await asyncio.sleep(0.001)
+                group = next(iter(batcher._open.values()))
+                batcher._flush(group)
+                batcher._flush(group)
+                return await asyncio.wait_for(call, 30), batcher.stats
+
+    result, stats = asyncio.run(main())
+    assert result.tolist() == [[1.0, 1.0]] and stats.requests == 1
