@@ -232,29 +232,53 @@ class BaseClient:
 
     # ------------------------------------------------------------------ waiting for a model
 
-    @staticmethod
-    def _available_version(model: str, version: int | None, versions: list[VersionStatus]) -> int | None:
-        """The version ``wait_until_available`` returns, None to keep polling; raises the
-        version's load error once it ended in error."""
+    def _availability_wait(self, model: str, version: int | None, timeout: float,
+                           poll_interval: float) -> AvailabilityWait:
+        return AvailabilityWait(self.url, model, version, timeout, poll_interval)
+
+
+class AvailabilityWait:
+    """``wait_until_available`` between two GetModelStatus polls (no I/O): what the last answer
+    means, when to give up, how long to pause."""
+
+    def __init__(self, url: str, model: str, version: int | None, timeout: float, poll_interval: float) -> None:
+        self.url, self.model, self.version, self.timeout = url, model, version, timeout
+        self.ref = ModelRef(model, version)
+        self.rpc_timeout = min(5.0, timeout)
+        self._deadline = time.monotonic() + timeout
+        self._pause = poll_interval
+        self._last = "no answer yet"
+
+    def seen(self, answer: list[VersionStatus] | ServingError) -> int | None:
+        """The AVAILABLE version to return, or None to poll again; raises the version's load
+        error once it ended in error, and UnavailableError after the timeout."""
+        versions = [] if isinstance(answer, ServingError) else answer
+        if isinstance(answer, ServingError):
+            self._last = answer.message
         for v in versions:
-            if v.available and (version is None or v.version == version):
+            if v.available and (self.version is None or v.version == self.version):
                 return v.version
-            if version is not None and v.version == version and v.state == "END" and v.error_code:
+            if self.version is not None and v.version == self.version and v.state == "END" and v.error_code:
                 from tfship.errors import error_for_code
 
-                raise error_for_code(v.error_code, v.error_message, model=model, version=version,
-                                     hint=f"Version {version} of {model!r} failed to load.")
+                raise error_for_code(v.error_code, v.error_message, model=self.model, version=self.version,
+                                     hint=f"Version {self.version} of {self.model!r} failed to load.")
+        if versions:
+            self._last = "versions: " + ", ".join(str(v) for v in versions)
+        if time.monotonic() >= self._deadline:
+            what = f"version {self.version} of " if self.version is not None else ""
+            raise UnavailableError(
+                f"Timed out after {self.timeout:g} s waiting for {what}model {self.model!r} to become "
+                f"AVAILABLE on {self.url} (last seen: {self._last}).",
+                model=self.model, version=self.version,
+                hint="Check the server log; raise timeout= for large models.",
+            )
         return None
 
-    def _not_available_error(self, model: str, version: int | None, timeout: float,
-                             last: str) -> ServingError:
-        what = f"version {version} of " if version is not None else ""
-        return UnavailableError(
-            f"Timed out after {timeout:g} s waiting for {what}model {model!r} to become "
-            f"AVAILABLE on {self.url} (last seen: {last}).",
-            model=model, version=version,
-            hint="Check the server log; raise timeout= for large models.",
-        )
+    def pause(self) -> float:
+        """Seconds to wait before the next poll (growing to 1 s)."""
+        pause, self._pause = self._pause, min(self._pause * 1.5, 1.0)
+        return pause
 
 
 class Client(BaseClient, abc.ABC):
@@ -392,22 +416,16 @@ class Client(BaseClient, abc.ABC):
         Polls GetModelStatus. Raises the version's load error as soon as the version ends in
         error, and :class:`DeadlineExceededError`-like :class:`UnavailableError` after ``timeout``.
         """
-        deadline = time.monotonic() + timeout
-        last: str = "no answer yet"
+        wait = self._availability_wait(model, version, timeout, poll_interval)
         while True:
             try:
-                versions = self._status(ModelRef(model, version), min(5.0, timeout))
+                answer: list[VersionStatus] | ServingError = self._status(wait.ref, wait.rpc_timeout)
             except (NotFoundError, UnavailableError) as exc:
-                versions, last = [], exc.message
-            found = self._available_version(model, version, versions)
+                answer = exc
+            found = wait.seen(answer)
             if found is not None:
                 return found
-            if versions:
-                last = "versions: " + ", ".join(str(v) for v in versions)
-            if time.monotonic() >= deadline:
-                raise self._not_available_error(model, version, timeout, last)
-            time.sleep(poll_interval)  # polling a remote state; the wait is bounded above
-            poll_interval = min(poll_interval * 1.5, 1.0)
+            time.sleep(wait.pause())  # polling a remote state; the wait is bounded above
 
     def predict_batches(self, model: str, inputs: Inputs, *, batch_size: int = 256,
                         concurrency: int = 4, progress: Any = None, **kwargs: Any) -> Outputs:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -117,22 +116,16 @@ class AsyncClient(BaseClient, abc.ABC):
 
         See :meth:`tfship.client.Client.wait_until_available`.
         """
-        deadline = time.monotonic() + timeout
-        last: str = "no answer yet"
+        wait = self._availability_wait(model, version, timeout, poll_interval)
         while True:
             try:
-                versions = await self._status(ModelRef(model, version), min(5.0, timeout))
+                answer: list[VersionStatus] | ServingError = await self._status(wait.ref, wait.rpc_timeout)
             except (NotFoundError, UnavailableError) as exc:
-                versions, last = [], exc.message
-            found = self._available_version(model, version, versions)
+                answer = exc
+            found = wait.seen(answer)
             if found is not None:
                 return found
-            if versions:
-                last = "versions: " + ", ".join(str(v) for v in versions)
-            if time.monotonic() >= deadline:
-                raise self._not_available_error(model, version, timeout, last)
-            await asyncio.sleep(poll_interval)  # polling a remote state; the wait is bounded above
-            poll_interval = min(poll_interval * 1.5, 1.0)
+            await asyncio.sleep(wait.pause())  # polling a remote state; the wait is bounded above
 
     async def predict_batches(self, model: str, inputs: Inputs, *, batch_size: int = 256,
                               concurrency: int = 4, progress: Any = None, **kwargs: Any) -> Outputs:

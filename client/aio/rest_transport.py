@@ -47,10 +47,7 @@ class AsyncRestClient(AsyncClient):
         try:
             response = await self._http.request(method, path, **request_options(self.config, timeout, body))
         except (httpx.TransportError, OSError, RuntimeError) as exc:
-            error = transport_error(exc, self.url, ref, timeout)
-            if error is None:
-                raise
-            raise error from None
+            raise transport_error(exc, self.url, ref, timeout) from None
         return read_response(response, ref)
 
     async def _signature(self, ref: ModelRef) -> SignatureInfo | None:
