@@ -24,7 +24,7 @@ import copy
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
@@ -204,10 +204,12 @@ class Batcher(_BatcherBase):
             # early if this caller's own deadline comes first (it may not wait longer for company).
             remaining = call.remaining()
             self._full[id(group)].wait(self.max_delay if remaining is None else min(self.max_delay, remaining))
+            if call.remaining() == 0:
+                call.future.cancel()  # out of time: the others go now, without this call's rows
             self._pool.submit(self._send, group)
         try:
             return _as_result(call.future.result(timeout=call.remaining()))
-        except FutureTimeout:
+        except (FutureTimeout, CancelledError):
             call.future.cancel()  # still waiting in a group: it is left out of the request
             raise self._deadline_error(timeout) from None
 
