@@ -12,6 +12,8 @@ array([2.5, 3. ], dtype=float32)
 * :meth:`Client.predict` / ``classify`` / ``regress`` / ``metadata`` / ``status`` /
   ``wait_until_available`` / ``predict_batches``
 * :func:`predict_batches` - large inputs in ordered, concurrent batches
+* :meth:`Client.batcher` - many concurrent small calls merged into one request (:mod:`tfship.client.batcher`)
+* :mod:`tfship.client.aio` - the same API for asyncio (imported only when used)
 * :func:`check_parity` -> :class:`ParityReport` - served outputs vs the in-memory model
 * :class:`ClientConfig`, :class:`RetryPolicy`, :class:`TlsConfig` - explicit configuration
 """
