@@ -247,7 +247,7 @@ def caller_rows(seconds: float, rounds: int, transport: str) -> list[dict[str, A
     import tempfile
 
     from server_bench import BATCHING, SERVER_THREAD_FLAGS
-    from tfship.client.server_process import start_model_server
+    from tfship.deploy.launch import start_model_server
 
     x = np.random.default_rng(0).normal(size=(max(CALLER_COUNTS), 784)).astype(np.float32)
     out: list[dict[str, Any]] = []

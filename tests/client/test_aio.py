@@ -16,7 +16,7 @@ from client_test_models import multi_expected
 from tfship.client import ClientConfig, RetryPolicy
 from tfship.client import connect as sync_connect
 from tfship.client.aio import AsyncClient, connect
-from tfship.client.server_process import free_port
+from tfship.deploy.launch import free_port
 
 from tfship.errors import (
     DeadlineExceededError,
