@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 from tfship.client.base import BaseClient, Inputs, ModelRef, Outputs
+from tfship.client.config import ClientConfig
+from tfship.client.endpoints import Endpoint, Target
 from tfship.client.types import ClassifyResult, ModelMetadata, Prediction, SignatureInfo, VersionStatus
 
 from tfship.errors import NotFoundError, ServingError, UnavailableError
@@ -30,8 +32,9 @@ class AsyncClient(BaseClient, abc.ABC):
     One client serves any number of concurrent coroutines of its event loop.
     """
 
-    def __init__(self, url: str, config: Any) -> None:
-        super().__init__(url, config)
+    def __init__(self, target: Target, config: ClientConfig) -> None:
+        super().__init__(target, config)
+        self._replica_clients: dict[Endpoint, AsyncClient] = {}
         # One metadata request per model at a time: 200 coroutines starting together ask once.
         self._metadata_pending: dict[tuple[str, int | None, str | None], asyncio.Future[ModelMetadata]] = {}
 
@@ -58,7 +61,27 @@ class AsyncClient(BaseClient, abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Close the channel / connection pool. The client cannot be used afterwards."""
+        """Close the channel / connection pool (and replica handles). The client cannot be used afterwards."""
+
+    # ------------------------------------------------------------------ replicas
+
+    def replicas(self) -> list[AsyncClient]:
+        """One client per replica this client balances over; see :meth:`tfship.client.Client.replicas`."""
+        if not self.target.several:
+            return [self]
+        handles = []
+        for endpoint in self.target.resolve():
+            handle = self._replica_clients.get(endpoint)
+            if handle is None:
+                handle = self._replica_clients[endpoint] = type(self)(
+                    Target(endpoint.url, endpoint.scheme, (endpoint,)), self.config)
+            handles.append(handle)
+        return handles
+
+    async def _close_replicas(self) -> None:
+        handles, self._replica_clients = list(self._replica_clients.values()), {}
+        for handle in handles:
+            await handle.close()
 
     # ------------------------------------------------------------------ public API
 
@@ -76,8 +99,8 @@ class AsyncClient(BaseClient, abc.ABC):
         """Every output by name and the version that answered (None over REST)."""
         ref = ModelRef(model, version, label, signature)
         named = await self._named_inputs(ref, inputs)
-        outputs, answered = await self._call(ref, lambda: self._predict(ref, named, tuple(output_filter),
-                                                                        self._timeout(timeout)), named)
+        outputs, answered = await self._call(ref, lambda left: self._predict(ref, named, tuple(output_filter), left),
+                                             self._timeout(timeout), named)
         return Prediction(outputs, answered)
 
     async def classify(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
@@ -86,7 +109,8 @@ class AsyncClient(BaseClient, abc.ABC):
                        timeout: float | None = None) -> ClassifyResult:
         """Classify tf.Examples given as feature dicts (or serialized bytes over gRPC)."""
         ref = ModelRef(model, version, label, signature)
-        return await self._call(ref, lambda: self._classify(ref, list(examples), context, self._timeout(timeout)))
+        return await self._call(ref, lambda left: self._classify(ref, list(examples), context, left),
+                                self._timeout(timeout))
 
     async def regress(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
                       context: Mapping[str, Any] | None = None, version: int | None = None,
@@ -94,13 +118,14 @@ class AsyncClient(BaseClient, abc.ABC):
                       timeout: float | None = None) -> np.ndarray:
         """Regress tf.Examples; returns a float32 array with one value per example."""
         ref = ModelRef(model, version, label, signature)
-        return await self._call(ref, lambda: self._regress(ref, list(examples), context, self._timeout(timeout)))
+        return await self._call(ref, lambda left: self._regress(ref, list(examples), context, left),
+                                self._timeout(timeout))
 
     async def metadata(self, model: str, *, version: int | None = None, label: str | None = None,
                        timeout: float | None = None) -> ModelMetadata:
         """The model's signatures (all SignatureDefs) and the version that answered."""
         ref = ModelRef(model, version, label)
-        meta = await self._call(ref, lambda: self._metadata(ref, self._timeout(timeout)))
+        meta = await self._call(ref, lambda left: self._metadata(ref, left), self._timeout(timeout))
         self._remember_metadata(ref, meta)
         return meta
 
@@ -108,7 +133,7 @@ class AsyncClient(BaseClient, abc.ABC):
                      timeout: float | None = None) -> list[VersionStatus]:
         """Every version the server knows for ``model`` (newest first), with its state."""
         ref = ModelRef(model, version)
-        return await self._call(ref, lambda: self._status(ref, self._timeout(timeout)), explain=False)
+        return await self._call(ref, lambda left: self._status(ref, left), self._timeout(timeout), explain=False)
 
     async def wait_until_available(self, model: str, version: int | None = None, *,
                                    timeout: float = 60.0, poll_interval: float = 0.1) -> int:
@@ -190,16 +215,18 @@ class AsyncClient(BaseClient, abc.ABC):
                if self._needs_signature(inputs) else None)
         return self._name_inputs(ref, inputs, sig)
 
-    async def _call(self, ref: ModelRef, fn: Callable[[], Awaitable[T]],
+    async def _call(self, ref: ModelRef, fn: Callable[[float | None], Awaitable[T]], timeout: float | None,
                     sent: Mapping[str, np.ndarray] | None = None, *, explain: bool = True) -> T:
-        """Await ``fn()`` with retries for transient failures; add hints to the final error."""
+        """Await ``fn(seconds_left)`` with retries for transient failures (each attempt gets the
+        time left of ``timeout``); add hints to the final error."""
+        deadline = self._deadline(timeout)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await fn()
+                return await fn(self._left(deadline))
             except ServingError as exc:
-                delay = self._retry_delay(exc, attempt)
+                delay = self._retry_delay(exc, attempt, deadline)
                 if delay is not None:
                     await asyncio.sleep(delay)  # backoff between retries, not a sync
                     continue

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tfship.client.aio.base import AsyncClient
 from tfship.client.config import ClientConfig
-from tfship.client.connect import parse_url
+from tfship.client.endpoints import parse_target
 
 __all__ = ["connect"]
 
 
-def connect(url: str, config: ClientConfig | None = None) -> AsyncClient:
+def connect(url: str | Sequence[str], config: ClientConfig | None = None) -> AsyncClient:
     """An :class:`AsyncClient` for ``grpc://``, ``grpcs://``, ``http://`` or ``https://`` URLs.
+
+    The same targets as :func:`tfship.client.connect`, parsed by the same code: several replicas
+    as ``grpc://a:8500,b:8500`` (or a list), or ``dns:///NAME:8500`` / ``dns+http:///NAME:8501``,
+    with the same per-call balancing and failover retries.
 
     Call it inside the running event loop (grpc.aio binds its channel to the loop), and close
     the client with ``async with`` or ``await client.close()``::
@@ -19,11 +25,11 @@ def connect(url: str, config: ClientConfig | None = None) -> AsyncClient:
             y = await client.predict("half_plus_two", np.array([1.0, 2.0], np.float32))
     """
     config = config or ClientConfig()
-    target = parse_url(url)
-    if target.transport == "grpc":
+    target = parse_target(url)
+    if target.is_grpc:
         from tfship.client.aio.grpc_transport import AsyncGrpcClient
 
-        return AsyncGrpcClient(url, target.address, config, secure=target.secure)
+        return AsyncGrpcClient(target, config)
     from tfship.client.aio.rest_transport import AsyncRestClient
 
-    return AsyncRestClient(target.address, config)
+    return AsyncRestClient(target, config)

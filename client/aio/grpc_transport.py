@@ -12,6 +12,7 @@ import numpy as np
 from tfship.client.aio.base import AsyncClient
 from tfship.client.base import ModelRef
 from tfship.client.config import ClientConfig
+from tfship.client.endpoints import Target
 from tfship.client.grpc_transport import (
     METHODS,
     channel_setup,
@@ -39,13 +40,13 @@ class AsyncGrpcClient(AsyncClient):
 
     transport = "grpc"
 
-    def __init__(self, url: str, target: str, config: ClientConfig, *, secure: bool = False) -> None:
-        super().__init__(url, config)
-        options, creds = channel_setup(config, secure)
+    def __init__(self, target: Target, config: ClientConfig) -> None:
+        super().__init__(target, config)
+        address, options, creds = channel_setup(target, config)
         if creds is not None:
-            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+            self._channel = grpc.aio.secure_channel(address, creds, options=options)
         else:
-            self._channel = grpc.aio.insecure_channel(target, options=options)
+            self._channel = grpc.aio.insecure_channel(address, options=options)
         # Raw bytes in and out: we serialize and parse ourselves.
         self._rpc = {name: self._channel.unary_unary(path) for name, path in METHODS.items()}
 
@@ -80,4 +81,5 @@ class AsyncGrpcClient(AsyncClient):
         return decode_status(await self._invoke("GetModelStatus", status_request(ref), timeout, ref))
 
     async def close(self) -> None:
+        await self._close_replicas()
         await self._channel.close()

@@ -11,7 +11,9 @@ import numpy as np
 from tfship.client.aio.base import AsyncClient
 from tfship.client.base import ModelRef
 from tfship.client.config import ClientConfig
+from tfship.client.endpoints import Target
 from tfship.client.rest_transport import (
+    RestReplicas,
     decode_classify,
     decode_predict,
     decode_regress,
@@ -23,7 +25,6 @@ from tfship.client.rest_transport import (
     read_response,
     request_options,
     status_from_json,
-    transport_error,
 )
 from tfship.client.types import ClassifyResult, ModelMetadata, SignatureInfo, VersionStatus
 
@@ -37,17 +38,21 @@ class AsyncRestClient(AsyncClient):
 
     transport = "rest"
 
-    def __init__(self, url: str, config: ClientConfig) -> None:
-        super().__init__(url, config)
-        self._http = httpx.AsyncClient(**http_client_options(url, config))
+    def __init__(self, target: Target, config: ClientConfig) -> None:
+        super().__init__(target, config)
+        self._http = httpx.AsyncClient(**http_client_options(config))
+        self._replicas = RestReplicas(target)
 
     async def _request(self, method: str, path: str, ref: ModelRef, timeout: float | None,
                        body: Any = None) -> Any:
         # Cancelling the awaiting task closes the request's connection (httpx/anyio cancellation).
+        endpoint, base = self._replicas.pick()
         try:
-            response = await self._http.request(method, path, **request_options(self.config, timeout, body))
+            response = await self._http.request(method, base + path,
+                                                 **request_options(self.config, endpoint, timeout, body))
         except (httpx.TransportError, OSError, RuntimeError) as exc:
-            raise transport_error(exc, self.url, ref, timeout) from None
+            raise self._replicas.failed(endpoint, exc, ref, timeout) from None
+        self._replicas.answered(endpoint)
         return read_response(response, ref)
 
     async def _signature(self, ref: ModelRef) -> SignatureInfo | None:
@@ -79,4 +84,5 @@ class AsyncRestClient(AsyncClient):
         return status_from_json(await self._request("GET", model_path(ref), ref, timeout))
 
     async def close(self) -> None:
+        await self._close_replicas()
         await self._http.aclose()

@@ -282,3 +282,17 @@ async def test_classify_and_regress(half_plus_two: Any, transport: str) -> None:
         np.testing.assert_allclose(result.scores, [[2.5], [3.5]])
         assert result.labels.tolist() == [[""], [""]]
         np.testing.assert_allclose(await client.regress("half", [{"x": 2.0}], signature="regress_x_to_y"), [3.0])
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+async def test_several_replicas_one_down_every_call_answers(server: Any, scheme: str) -> None:
+    # The sync client's URL forms and failover, through the same endpoint code: a list with a
+    # replica that refuses connections still answers every call (retried on the live one).
+    live = server.grpc_port if scheme == "grpc" else server.rest_port
+    url = f"{scheme}://127.0.0.1:{free_port()},127.0.0.1:{live}"
+    async with connect(url, ClientConfig(timeout=20)) as client:
+        assert [r.url for r in client.replicas()] == [f"{scheme}://127.0.0.1:{p}" for p in
+                                                      (int(url.split(":")[2].split(",")[0]), live)]
+        ys = await asyncio.gather(*(client.predict("multi", {"a": np.full((1, 3), i, np.float32)},
+                                                   signature="single", version=1) for i in range(20)))
+    assert [y.tolist() for y in ys] == [[[2.0 * i] * 3] for i in range(20)]
