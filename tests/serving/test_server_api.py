@@ -224,15 +224,20 @@ def test_grpc_classify_tf2_and_context(server: ServerProcess) -> None:
     assert [r.value for r in server.prediction.Regress(req, timeout=30).result.regressions] == [4.0]
 
 
-def test_grpc_multi_inference(server: ServerProcess) -> None:
+def multi_inference_request(model: str, tasks: Any, x: float) -> inference_pb2.MultiInferenceRequest:
+    """A MultiInferenceRequest running ``(signature, method)`` tasks on one example ``x``."""
     req = inference_pb2.MultiInferenceRequest()
-    for sig, method in (("regress_x_to_y", "tensorflow/serving/regress"),
-                        ("classify_x_to_y", "tensorflow/serving/classify")):
+    for sig, method in tasks:
         task = req.tasks.add()
-        task.model_spec.name = TWO
+        task.model_spec.name = model
         task.model_spec.signature_name = sig
-        task.method_name = method
-    req.input.example_list.examples.add().CopyFrom(example(x=20.0))
+        task.method_name = f"tensorflow/serving/{method}"
+    req.input.example_list.examples.add().CopyFrom(example(x=x))
+    return req
+
+
+def test_grpc_multi_inference(server: ServerProcess) -> None:
+    req = multi_inference_request(TWO, (("regress_x_to_y", "regress"), ("classify_x_to_y", "classify")), 20.0)
     resp = server.prediction.MultiInference(req, timeout=30)
     assert resp.results[0].regression_result.regressions[0].value == 12.0
     assert resp.results[1].classification_result.classifications[0].classes[0].score == 12.0
@@ -255,13 +260,7 @@ def test_grpc_multi_inference_tf2_signatures_each_with_their_own_input(
 ) -> None:
     """TF2 exports give every signature its own input placeholder: the examples feed all of them
     (upstream runs MultiInference on this model in its own tests)."""
-    req = inference_pb2.MultiInferenceRequest()
-    for sig, method in tasks:
-        task = req.tasks.add()
-        task.model_spec.name = "tf2"
-        task.model_spec.signature_name = sig
-        task.method_name = f"tensorflow/serving/{method}"
-    req.input.example_list.examples.add().CopyFrom(example(x=2.0))
+    req = multi_inference_request("tf2", tasks, 2.0)
     resp = server.prediction.MultiInference(req, timeout=30)
     got = [r.regression_result.regressions[0].value if r.HasField("regression_result")
            else r.classification_result.classifications[0].classes[0].score for r in resp.results]
@@ -278,13 +277,7 @@ def test_grpc_multi_inference_on_tf_serving_real_tf2_model(
         "--model_name=tf2", f"--model_base_path={tf_serving_shared / 'saved_model_half_plus_two_tf2_cpu'}",
         models=("tf2",), rest=False,
     )
-    req = inference_pb2.MultiInferenceRequest()
-    for sig, method in (("regress_x_to_y", "regress"), ("classify_x_to_y", "classify")):
-        task = req.tasks.add()
-        task.model_spec.name = "tf2"
-        task.model_spec.signature_name = sig
-        task.method_name = f"tensorflow/serving/{method}"
-    req.input.example_list.examples.add().CopyFrom(example(x=2.0))
+    req = multi_inference_request("tf2", (("regress_x_to_y", "regress"), ("classify_x_to_y", "classify")), 2.0)
     resp = server.prediction.MultiInference(req, timeout=30)
     assert resp.results[0].regression_result.regressions[0].value == 3.0
     assert resp.results[1].classification_result.classifications[0].classes[0].score == 3.0
