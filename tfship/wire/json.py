@@ -207,7 +207,10 @@ def _number_offset(text: str, token: str) -> int:
     return 0  # pragma: no cover - the parser saw the token in this text
 
 
-_DEPTH_DELTA: Any = None
+# Nesting change per byte: +1 for '[' and '{', -1 for ']' and '}'.
+_DEPTH_DELTA = np.zeros(256, np.int8)
+_DEPTH_DELTA[[ord("["), ord("{")]] = 1
+_DEPTH_DELTA[[ord("]"), ord("}")]] = -1
 
 
 def _check_depth(text: str) -> None:
@@ -225,12 +228,6 @@ def _check_depth(text: str) -> None:
             sys.setrecursionlimit(needed)
     if brackets <= MAX_DEPTH:
         return
-    global _DEPTH_DELTA
-    if _DEPTH_DELTA is None:
-        table = np.zeros(256, np.int8)
-        table[[ord("["), ord("{")]] = 1
-        table[[ord("]"), ord("}")]] = -1
-        _DEPTH_DELTA = table
     # Brackets inside strings do not nest: strings become spaces (same length, same offsets).
     masked = _STRING.sub(lambda m: " " * len(m.group(0)), text)
     codes = np.frombuffer(masked.encode("latin-1", errors="replace"), np.uint8)
