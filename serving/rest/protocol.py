@@ -21,8 +21,9 @@ from tfship.wire import dtypes
 from tfship.wire import json as wjson
 
 from ..core.server_core import ServerCore
+from ..event_loop import ServingLoop
 
-__all__ = ["handle", "RestResponse", "PREDICT_RE", "GET_RE"]
+__all__ = ["handle", "handle_async", "RestResponse", "PREDICT_RE", "GET_RE"]
 
 PREDICT_RE = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
@@ -104,6 +105,14 @@ def handle(
 
 
 # --------------------------------------------------------------------------- GET
+
+
+async def handle_async(
+    core: ServerCore, method: str, path: str, body: bytes | bytearray, timeout: float | None,
+    serving_loop: ServingLoop,
+) -> RestResponse:
+    """:func:`handle` for the server's event loop: what blocks runs on ``serving_loop.executor``."""
+    return await serving_loop.run_blocking(handle, core, method, path, body, timeout)
 
 
 def _to_json_dict(message: Any) -> Any:
