@@ -11,6 +11,7 @@ accepting, drain in-flight requests and exit 0.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -73,6 +74,7 @@ class ModelServer:
         self.grpc_server: Any = None
         self.rest_server: Any = None
         self.metrics: Any = None
+        self.serving_loop: Any = None
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
         self._stopped = threading.Event()
@@ -131,6 +133,13 @@ class ModelServer:
             inter_op_threads=int(inter),
             enable_signature_method_name_check=f["enable_signature_method_name_check"],
         )
+        from .event_loop import ServingLoop
+
+        # one loop serves gRPC and REST; its executor bounds the model runs in flight
+        self.serving_loop = ServingLoop(
+            model_threads=max(1, f["grpc_max_threads"], f["rest_api_num_threads"])
+        ).start()
+        options = dataclasses.replace(options, serving_loop=self.serving_loop)
         config = self._model_config()
         self.metrics = ServerMetrics()
         self.core = ServerCore(options, metrics=self.metrics)
@@ -144,26 +153,30 @@ class ModelServer:
         from .grpc.server import build_grpc_server
 
         f = self.flags
-        server = build_grpc_server(
-            self.core,
-            max_threads=max(1, f["grpc_max_threads"]),
-            channel_arguments=f["grpc_channel_arguments"],
-            tensor_content=f["enable_serialization_as_tensor_content"],
-            health_check=f["enable_grpc_healthcheck_service"],
-        )
-        if f["port"]:
-            address = f"{f['host']}:{f['port']}"
-            try:
-                self.grpc_port = server.add_insecure_port(address)
-            except RuntimeError as exc:
-                raise UnknownError(f"Failed to BuildAndStart Server: could not bind {address}: "
-                                   f"{exc}") from None
-            if not self.grpc_port:
-                raise UnknownError(f"Failed to BuildAndStart Server: could not bind {address}")
-        if f["grpc_socket_path"]:
-            server.add_insecure_port(f"unix:{f['grpc_socket_path']}")
-        server.start()
-        self.grpc_server = server
+
+        async def start() -> Any:
+            server = build_grpc_server(
+                self.core,
+                self.serving_loop,
+                channel_arguments=f["grpc_channel_arguments"],
+                tensor_content=f["enable_serialization_as_tensor_content"],
+                health_check=f["enable_grpc_healthcheck_service"],
+            )
+            if f["port"]:
+                address = f"{f['host']}:{f['port']}"
+                try:
+                    self.grpc_port = server.add_insecure_port(address)
+                except RuntimeError as exc:
+                    raise UnknownError(f"Failed to BuildAndStart Server: could not bind {address}: "
+                                       f"{exc}") from None
+                if not self.grpc_port:
+                    raise UnknownError(f"Failed to BuildAndStart Server: could not bind {address}")
+            if f["grpc_socket_path"]:
+                server.add_insecure_port(f"unix:{f['grpc_socket_path']}")
+            await server.start()
+            return server
+
+        self.grpc_server = self.serving_loop.call(start())
         log.info("Running gRPC ModelServer at %s:%s ...", f["host"], self.grpc_port)
 
     def _start_rest(self, monitoring: Any) -> None:
@@ -187,6 +200,7 @@ class ModelServer:
             cors=f["rest_api_enable_cors_support"],
             prometheus_path=prometheus_path,
             max_body_bytes=max(0, f["rest_api_max_request_bytes"]),
+            serving_loop=self.serving_loop,
         )
         self.rest_server.start()
         self.rest_port = self.rest_server.port
@@ -197,15 +211,17 @@ class ModelServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        done = None
-        if self.grpc_server is not None:
-            done = self.grpc_server.stop(grace=drain_timeout)
+        grpc_done = None
+        if self.grpc_server is not None:  # stops accepting now, drains in-flight RPCs (bounded)
+            grpc_done = self.serving_loop.submit(self.grpc_server.stop(grace=drain_timeout))
         if self.rest_server is not None:
             self.rest_server.shutdown(drain_timeout)
-        if done is not None:
-            done.wait(drain_timeout)
+        if grpc_done is not None:
+            grpc_done.result(drain_timeout + 5)
         if self.core is not None:
             self.core.stop(drain_timeout=drain_timeout)
+        if self.serving_loop is not None:
+            self.serving_loop.stop()
 
     def wait(self) -> None:
         self._stopped.wait()

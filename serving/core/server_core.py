@@ -39,6 +39,7 @@ class CoreOptions:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     enable_signature_method_name_check: bool = False  # read by the frontends
+    serving_loop: Any = None  # serving.event_loop.ServingLoop: the batchers schedule on it
 
 
 def resolve_model_spec(spec: Any, has_spec: bool = True) -> tuple[str, int | None, str | None]:
@@ -99,6 +100,7 @@ class ServerCore:
                        if self.metrics is not None else None),
             intra_op_threads=o.intra_op_threads,
             inter_op_threads=o.inter_op_threads,
+            serving_loop=o.serving_loop,
         )
         return Servable.load(name, version, path, options)
 

@@ -42,17 +42,17 @@ def _service_name(request: bytes) -> str:
     return name
 
 
-def _check(request: bytes, context: Any) -> bytes:
+async def _check(request: bytes, context: Any) -> bytes:
     try:
         name = _service_name(request)
     except IndexError:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed HealthCheckRequest")
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed HealthCheckRequest")
     if name not in SERVICES:
-        context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {name}")
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {name}")
     return bytes([0x08, SERVING])
 
 
-def add_health_service(server: grpc.Server) -> None:
+def add_health_service(server: grpc.aio.Server) -> None:
     handler = grpc.method_handlers_generic_handler(
         "grpc.health.v1.Health",
         {"Check": grpc.unary_unary_rpc_method_handler(_check)},

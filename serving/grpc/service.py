@@ -3,16 +3,20 @@
 Each RPC resolves the ModelSpec (spec 4), takes a reference on the version for the duration of
 the call (so unloading drains it), runs the servable and maps ServingErrors 1:1 to gRPC codes.
 Messages longer than 1024 chars are cut and suffixed ``...TRUNCATED`` like grpc_status_util.cc.
+
+The methods are coroutines on the server's event loop (grpc.aio): requests and responses are
+decoded and built on the loop; Predict awaits the servable (its batcher, or one hop to the model
+executor); status and metadata never leave the loop; what blocks otherwise (Classify/Regress/
+MultiInference runs, config reloads) runs on the loop's executor.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -30,8 +34,9 @@ from tfship.wire.tensor import to_tensor_proto
 
 from ..core.method_check import check_method_name
 from ..core.server_core import ServerCore, resolve_model_spec
+from ..event_loop import ServingLoop
 from .predict_request import MalformedRequest, predict_inputs
-from .status import abort_with, grpc_code  # noqa: F401 - re-exported for tests
+from .status import abort, abort_with, grpc_code  # noqa: F401 - re-exported for tests
 
 __all__ = ["PredictionServicer", "ModelServicer", "model_status_response", "metadata_response"]
 
@@ -47,7 +52,7 @@ def _fill_spec(out: Any, name: str, version: int, signature: str | None) -> None
         out.signature_name = signature or _DEFAULT_SIGNATURE
 
 
-def _timeout(context: grpc.ServicerContext) -> float | None:
+def _timeout(context: Any) -> float | None:
     remaining = context.time_remaining()
     # grpc reports a huge number when the client set no deadline
     return remaining if remaining is not None and remaining < 1e8 else None
@@ -87,17 +92,18 @@ def check_metadata_fields(fields: Any) -> None:
 
 
 class _Base:
-    def __init__(self, core: ServerCore, *, tensor_content: bool = False) -> None:
+    def __init__(self, core: ServerCore, serving_loop: ServingLoop, *, tensor_content: bool = False) -> None:
         self.method_name_check = core.options.enable_signature_method_name_check
         self.core = core
+        self.loop = serving_loop
         self.metrics = core.metrics
         self.typed = not tensor_content
         self.inflight = self.metrics.in_flight("GRPC") if self.metrics is not None else None
 
-    def _call(
-        self, api: str, request: Any, context: grpc.ServicerContext, fn: Callable[[Any], Any]
+    async def _call(
+        self, api: str, request: Any, context: Any, fn: Callable[[Any], Awaitable[Any]]
     ) -> Any:
-        """Acquire the version named by ``request.model_spec``, run ``fn(handle)``, map errors."""
+        """Acquire the version named by ``request.model_spec``, await ``fn(handle)``, map errors."""
         start = time.perf_counter()
         malformed = isinstance(request, MalformedRequest)
         model, version, status = "" if malformed else request.model_spec.name, None, "OK"
@@ -108,15 +114,15 @@ class _Base:
                 raise request.error()
             with self.core.acquire_spec(request.model_spec, request.HasField("model_spec")) as h:
                 version = h.version
-                return fn(h)
+                return await fn(h)
         except ServingError as exc:
             status = exc.code.name
-            abort_with(context, exc)
+            await abort(context, exc)
         except Exception as exc:  # noqa: BLE001 - a server bug (client mistakes are ServingErrors,
             # raised by the decode layer; tests/serving/test_fuzz.py checks none lands here)
             log.exception("%s failed", api)
             status = "UNKNOWN"
-            abort_with(context, UnknownError(f"{type(exc).__name__}: {exc}"))
+            await abort(context, UnknownError(f"{type(exc).__name__}: {exc}"))
         finally:
             if self.metrics is not None:
                 self.inflight.dec()  # type: ignore[union-attr]
@@ -128,22 +134,24 @@ class _Base:
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
     """tensorflow.serving.PredictionService."""
 
-    def Predict(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        def run(h: Any) -> Any:
+    async def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802
+        async def run(h: Any) -> Any:
             sig = request.model_spec.signature_name
             if self.method_name_check:
                 check_method_name(h.servable, sig, "predict")
             inputs = predict_inputs(request)
-            outputs = h.servable.predict(sig, inputs, list(request.output_filter), _timeout(context))
+            outputs = await h.servable.predict_async(
+                sig, inputs, list(request.output_filter), _timeout(context), self.loop
+            )
             response = predict_pb2.PredictResponse()
             for alias, value in outputs.items():
                 to_tensor_proto(value, response.outputs[alias], typed=self.typed)
             _fill_spec(response.model_spec, request.model_spec.name, h.version, sig)
             return response
 
-        return self._call("predict", request, context, run)
+        return await self._call("predict", request, context, run)
 
-    def _examples_call(self, api: str, request: Any, context: grpc.ServicerContext) -> Any:
+    async def _examples_call(self, api: str, request: Any, context: Any) -> Any:
         """Classify / Regress: tf.Examples in, one result per example out (spec 5.2)."""
         from tfship.serving.runtime.examples import serialized_examples
 
@@ -161,21 +169,31 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             _fill_spec(response.model_spec, request.model_spec.name, h.version, sig)
             return response
 
-        return self._call(api, request, context, run)
+        async def run_blocking(h: Any) -> Any:
+            return await self.loop.run_blocking(run, h)
 
-    def Classify(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return self._examples_call("classify", request, context)
+        return await self._call(api, request, context, run_blocking)
 
-    def Regress(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        return self._examples_call("regress", request, context)
+    async def Classify(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return await self._examples_call("classify", request, context)
 
-    def MultiInference(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    async def Regress(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return await self._examples_call("regress", request, context)
+
+    async def MultiInference(self, request: Any, context: Any) -> Any:  # noqa: N802
+        if isinstance(request, MalformedRequest):
+            await abort(context, request.error())
+        timeout = _timeout(context)
+        try:
+            return await self.loop.run_blocking(self._multi_inference, request, timeout)
+        except ServingError as exc:
+            await abort(context, exc)
+
+    def _multi_inference(self, request: Any, timeout: float | None) -> Any:
         from tfship.serving.runtime.examples import serialized_examples
 
         start = time.perf_counter()
         status, version = "OK", None
-        if isinstance(request, MalformedRequest):
-            abort_with(context, request.error())
         try:
             if not request.tasks:
                 raise InvalidArgumentError("Tasks is empty.")
@@ -191,7 +209,7 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                 version = h.version
                 examples = serialized_examples(request.input)
                 tasks = [(t.model_spec.signature_name, t.method_name) for t in request.tasks]
-                results = h.servable.multi_inference(tasks, examples, _timeout(context))
+                results = h.servable.multi_inference(tasks, examples, timeout)
                 response = inference_pb2.MultiInferenceResponse()
                 for task, result in zip(request.tasks, results, strict=True):
                     out = response.results.add()
@@ -205,23 +223,23 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
                 return response
         except ServingError as exc:
             status = exc.code.name
-            abort_with(context, exc)
+            raise
         except Exception as exc:  # noqa: BLE001 - a server bug, as in _call
             log.exception("MultiInference failed")
             status = "UNKNOWN"
-            abort_with(context, UnknownError(f"{type(exc).__name__}: {exc}"))
+            raise UnknownError(f"{type(exc).__name__}: {exc}") from None
         finally:
             if self.metrics is not None and request.tasks:
                 self.metrics.observe_request(request.tasks[0].model_spec.name, version,
                                              "multi_inference", "GRPC", status,
                                              time.perf_counter() - start)
 
-    def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        def run(h: Any) -> Any:
+    async def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        async def run(h: Any) -> Any:
             check_metadata_fields(request.metadata_field)
             return metadata_response(h)
 
-        return self._call("get_model_metadata", request, context, run)
+        return await self._call("get_model_metadata", request, context, run)
 
 
 def _np_ndarray() -> type:
@@ -256,7 +274,7 @@ def fill_regression(result: Any, values: Any) -> None:
 class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
     """tensorflow.serving.ModelService."""
 
-    def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    async def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
         try:
             if isinstance(request, MalformedRequest):
                 raise request.error()
@@ -264,26 +282,30 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
                                                   request.HasField("model_spec"))
             return model_status_response(self.core, name, version)
         except ServingError as exc:
-            abort_with(context, exc)
+            await abort(context, exc)
 
-    def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    async def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:  # noqa: N802
         if isinstance(request, MalformedRequest):
-            abort_with(context, request.error())
+            await abort(context, request.error())
+        try:
+            return await self.loop.run_blocking(self.reload_response, request)
+        except ServingError as exc:
+            await abort(context, exc)
+
+    def reload_response(self, request: Any) -> Any:
+        """Apply ``request.config`` (blocking: loads and unloads); the ReloadConfigResponse."""
         response = model_management_pb2.ReloadConfigResponse()
         # metric_names: the increase of each named int64 metric during the call (upstream reads
         # the first point of each; unknown names read 0)
         names = list(request.metric_names)
         before = [self._int64_metric(n) for n in names]
-        try:
-            which = request.config.WhichOneof("config")
-            if which != "model_config_list":
-                raise InvalidArgumentError(
-                    "ServerModelConfig type not supported by HandleReloadConfigRequest. "
-                    "Only ModelConfigList is currently supported"
-                )
-            self.core.reload_config(request.config)
-        except ServingError as exc:
-            abort_with(context, exc)
+        which = request.config.WhichOneof("config")
+        if which != "model_config_list":
+            raise InvalidArgumentError(
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                "Only ModelConfigList is currently supported"
+            )
+        self.core.reload_config(request.config)
         for name, old in zip(names, before, strict=True):
             metric = response.metric.add()
             metric.name = name

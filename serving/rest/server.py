@@ -66,6 +66,7 @@ class RestServer:
         cors: bool = False,
         prometheus_path: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        serving_loop: Any = None,
     ) -> None:
         self.core = core
         self.metrics = core.metrics

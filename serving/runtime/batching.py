@@ -4,7 +4,7 @@ Mirrors TF Serving's batching session on a shared batch scheduler (spec 7): one 
 signature (feed names, fetch names, dtypes and non-batch dims); tasks join the queue's open batch
 up to ``max_batch_size`` rows; a batch becomes runnable when full, when a newer batch was started
 behind it, or ``batch_timeout_micros`` after its first task arrived; at most ``num_batch_threads``
-batches run at once (each on the thread of the caller that opened it); at most
+batches run at once (on the batcher's own threads); at most
 ``max_enqueued_batches`` batches wait per queue, beyond that a task is rejected with UNAVAILABLE.
 Inputs are concatenated along dim 0 (optionally padded to ``allowed_batch_sizes`` with copies of
 the first row, and ragged inner dims padded when ``pad_variable_length_inputs``), outputs are split
@@ -13,13 +13,18 @@ back to the callers, so every caller gets what an unbatched run would have retur
 A run's ``timeout`` is a deadline from the moment it enters :meth:`Batcher.run`: it covers the
 wait for a batch and for an execution slot, not only the session run (as TF's batching session
 counts a task's timeout from its enqueue time). A task whose deadline passes while it waits leaves
-its batch (a waiting leader hands the batch to the next task) and fails with DEADLINE_EXCEEDED;
+its batch and fails with DEADLINE_EXCEEDED;
 the merged run's own timeout is the latest deadline among the tasks still in it.
+
+Scheduling runs on an event loop (the server's, see serving/event_loop.py): a request waiting for
+its batch is a future, not a blocked thread, and a finished batch wakes the loop once.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import concurrent.futures
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +42,8 @@ from tfship.errors import (
 
 if TYPE_CHECKING:
     from tfship.serving.config.batching import BatchingParameters
+
+    from ..event_loop import ServingLoop
 
 __all__ = ["Batcher", "validate_batching_parameters"]
 
@@ -103,12 +110,9 @@ def _expired(deadline: float | None, now: float) -> bool:
 class _Task:
     feeds: Mapping[str, np.ndarray]
     size: int
-    deadline: float | None  # time.monotonic() seconds; None = no deadline
-    # set when result/error is in, or (with ``leads``) when the task was made its batch's leader
-    done: threading.Event = field(default_factory=threading.Event)
-    leads: bool = False  # this task's caller waits for the batch to be runnable and runs it
-    result: list[np.ndarray] | None = None
-    error: BaseException | None = None
+    deadline: float | None  # time.monotonic() seconds (= the loop's clock); None = no deadline
+    future: asyncio.Future[list[np.ndarray]]
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass(eq=False)
@@ -117,21 +121,19 @@ class _Batch:
     fetches: tuple[str, ...]
     tasks: list[_Task] = field(default_factory=list)
     size: int = 0
-    closed: bool = False  # no more tasks may join
-    started: bool = False  # claimed for execution: its tasks can no longer leave it
+    closed: bool = False  # no more tasks may join: full, or a newer batch was opened behind it
+    started: bool = False  # handed to a batch thread: its tasks can no longer leave it
     opened: float = field(default_factory=time.monotonic)
-    ready: threading.Event = field(default_factory=threading.Event)  # full or superseded
 
 
 class Batcher:
-    """Batches concurrent :meth:`run` calls of one servable. Thread-safe; :meth:`close` to stop.
+    """Batches concurrent calls of one servable on an event loop; :meth:`close` to stop.
 
-    The caller whose task opens a batch leads it: it waits until the batch is full, superseded
-    by a newer batch or ``batch_timeout_micros`` old, then for one of ``num_batch_threads``
-    execution slots, and runs the merged batch on its own thread, while the other callers of
-    the batch wait for their slice. Same scheduling as TF's shared batch scheduler, minus a
-    thread hand-off per request. A leader whose deadline passes first hands the batch on to the
-    next waiting task.
+    Callers on the loop ``await`` :meth:`submit`; other threads call :meth:`run`, which submits
+    to the loop and waits. All scheduling happens on the loop (no lock, no thread waits for its
+    batch): a runnable batch goes to one of ``num_batch_threads`` batch threads, and when it
+    finishes the loop resolves its callers' futures. Without ``serving_loop`` the batcher runs
+    its own loop thread (a servable used outside a server, e.g. in tests).
     """
 
     def __init__(
@@ -139,16 +141,26 @@ class Batcher:
         run_fn: RunFn,
         params: BatchingParameters,
         on_batch: Callable[[int], None] | None = None,
+        serving_loop: ServingLoop | None = None,
     ) -> None:
+        from ..event_loop import ServingLoop
+
         validate_batching_parameters(params)
         self._run_fn = run_fn
         self._params = params
         self._on_batch = on_batch
         self._max = _execution_limit(params)
         self._timeout = params.batch_timeout_micros / 1e6
+        self._own_loop = serving_loop is None
+        self._serving_loop = serving_loop if serving_loop is not None else ServingLoop(1, "batcher").start()
+        self._loop = self._serving_loop.loop
+        # its own threads: a batch never waits for a thread a blocked caller holds
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            params.num_batch_threads, thread_name_prefix="batch"
+        )
         self._queues: dict[tuple[Any, ...], list[_Batch]] = {}
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(params.num_batch_threads)
+        self._running = 0
+        self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ callers
@@ -159,7 +171,16 @@ class Batcher:
         fetches: Sequence[str],
         timeout: float | None = None,
     ) -> list[np.ndarray]:
-        """Run ``fetches`` for ``feeds`` as part of a batch; blocks until the batch ran.
+        """:meth:`submit` from a thread other than the loop's: blocks until the batch ran."""
+        return self._serving_loop.call(self.submit(feeds, fetches, timeout))
+
+    async def submit(
+        self,
+        feeds: Mapping[str, np.ndarray],
+        fetches: Sequence[str],
+        timeout: float | None = None,
+    ) -> list[np.ndarray]:
+        """Run ``fetches`` for ``feeds`` as part of a batch (call on the batcher's loop).
 
         ``timeout`` (seconds from now) bounds the whole call, queueing included; when it passes
         the call raises DeadlineExceededError and its rows are not run (or their result is
@@ -183,60 +204,43 @@ class Batcher:
                     "Batching Run() input tensors must have equal 0th-dimension size"
                 )
             size = value.shape[0]
-        if size > self._max:
-            if not self._params.enable_large_batch_splitting:
-                raise InvalidArgumentError(
-                    f"Task size {size} is larger than maximum input batch size {self._max}"
-                )
-            return self._run_split(feeds, fetches, deadline, size)
-        return self._run_task(feeds, fetches, size, deadline)
-
-    def _run_split(
-        self,
-        feeds: Mapping[str, np.ndarray],
-        fetches: Sequence[str],
-        deadline: float | None,
-        size: int,
-    ) -> list[np.ndarray]:
-        parts = [
-            self._run_task({n: v[start : start + self._max] for n, v in feeds.items()}, fetches,
-                           min(self._max, size - start), deadline)
+        key = self._key(feeds, fetches)
+        if size <= self._max:
+            return await self._submit_task(feeds, key, tuple(fetches), size, deadline)
+        if not self._params.enable_large_batch_splitting:
+            raise InvalidArgumentError(
+                f"Task size {size} is larger than maximum input batch size {self._max}"
+            )
+        parts = await asyncio.gather(*(
+            self._submit_task({n: v[start : start + self._max] for n, v in feeds.items()}, key,
+                              tuple(fetches), min(self._max, size - start), deadline)
             for start in range(0, size, self._max)
-        ]
+        ))
         return [np.concatenate([p[i] for p in parts]) for i in range(len(fetches))]
 
-    def _run_task(
+    async def _submit_task(
         self,
         feeds: Mapping[str, np.ndarray],
-        fetches: Sequence[str],
+        key: tuple[Any, ...],
+        fetches: tuple[str, ...],
         size: int,
         deadline: float | None,
     ) -> list[np.ndarray]:
         if _expired(deadline, time.monotonic()):
             raise DeadlineExceededError(_QUEUE_DEADLINE)
-        task = _Task(feeds=feeds, size=size, deadline=deadline)
-        batch = self._enqueue(task, self._key(feeds, fetches), tuple(fetches))
-        while True:
-            if task.leads:
-                task.done.clear()  # it signalled the promotion; the result sets it again
-                self._lead(batch, task)
-                break
-            if task.done.wait(_remaining(task.deadline)):
-                if task.leads:
-                    continue
-                break
-            with self._lock:
-                if task.done.is_set():  # finished or promoted just now
-                    continue
-                self._leave(batch, task)
-                running = task in batch.tasks
-            # either out of its batch now, or the batch is running: the rows of an abandoned
-            # task are still computed, but nobody reads them
-            raise DeadlineExceededError("Deadline Exceeded" if running else _QUEUE_DEADLINE)
-        if task.error is not None:
-            raise task.error
-        assert task.result is not None
-        return task.result
+        task = _Task(feeds=feeds, size=size, deadline=deadline, future=self._loop.create_future())
+        batch = self._enqueue(task, key, fetches)
+        if deadline is not None:
+            task.timer = self._loop.call_at(deadline, self._expire, batch, task)
+        self._schedule()
+        try:
+            return await task.future
+        except asyncio.CancelledError:  # the caller went away (e.g. the RPC was cancelled)
+            self._leave(batch, task)
+            raise
+        finally:
+            if task.timer is not None:
+                task.timer.cancel()
 
     def _key(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> tuple[Any, ...]:
         shapes: tuple[tuple[Any, ...], ...]
@@ -246,33 +250,30 @@ class Batcher:
             shapes = tuple((n, v.dtype.str, v.shape[1:]) for n, v in feeds.items())
         return (tuple(sorted(shapes)), tuple(fetches))
 
+    # ------------------------------------------------------------------ queues (on the loop)
+
     def _enqueue(self, task: _Task, key: tuple[Any, ...], fetches: tuple[str, ...]) -> _Batch:
-        """Add ``task`` to its queue's open batch (or a new one, which ``task`` then leads)."""
-        with self._lock:
-            if self._closed:
-                raise UnavailableError("The batch scheduler is shut down (servable unloading).")
-            batches = self._queues.setdefault(key, [])
-            batch = batches[-1] if batches and not batches[-1].closed else None
-            if batch is None or batch.size + task.size > self._params.max_batch_size:
-                if len(batches) >= self._params.max_enqueued_batches:
-                    raise UnavailableError(
-                        "The batch scheduling queue to which this task was submitted is full"
-                    )
-                if batch is not None:
-                    batch.closed = True
-                    batch.ready.set()
-                batch = _Batch(key=key, fetches=fetches)
-                batches.append(batch)
-                task.leads = True
-            batch.tasks.append(task)
-            batch.size += task.size
-            if batch.size >= self._params.max_batch_size:
+        """Add ``task`` to its queue's open batch (or a new one)."""
+        if self._closed:
+            raise UnavailableError("The batch scheduler is shut down (servable unloading).")
+        batches = self._queues.setdefault(key, [])
+        batch = batches[-1] if batches and not batches[-1].closed else None
+        if batch is None or batch.size + task.size > self._params.max_batch_size:
+            if len(batches) >= self._params.max_enqueued_batches:
+                raise UnavailableError(
+                    "The batch scheduling queue to which this task was submitted is full"
+                )
+            if batch is not None:
                 batch.closed = True
-                batch.ready.set()
-            return batch
+            batch = _Batch(key=key, fetches=fetches)
+            batches.append(batch)
+        batch.tasks.append(task)
+        batch.size += task.size
+        if batch.size >= self._params.max_batch_size:
+            batch.closed = True
+        return batch
 
     def _unqueue(self, batch: _Batch) -> None:
-        """Remove ``batch`` from its queue (lock held)."""
         batch.closed = True
         batches = self._queues.get(batch.key)
         if batches is not None and batch in batches:
@@ -280,97 +281,91 @@ class Batcher:
             if not batches:
                 del self._queues[batch.key]
 
-    def _leave(self, batch: _Batch, task: _Task) -> None:
-        """Take ``task`` out of its not yet running batch (lock held); a leader hands it on."""
+    def _leave(self, batch: _Batch, task: _Task) -> bool:
+        """Take ``task`` out of its batch if that has not started; False if it is running."""
         if batch.started:
-            return
-        batch.tasks.remove(task)
-        batch.size -= task.size
-        if not task.leads:
-            return
-        task.leads = False
-        if batch.tasks:
-            successor = batch.tasks[0]
-            successor.leads = True
-            successor.done.set()
-        else:
-            self._unqueue(batch)
-
-    def _lead(self, batch: _Batch, task: _Task) -> None:
-        """Wait for the batch to become runnable and for a slot, then run it.
-
-        Raises DeadlineExceededError (after handing the batch on) if ``task``'s deadline
-        passes first.
-        """
-        if self._timeout > 0:
-            wait = batch.opened + self._timeout - time.monotonic()
-            if task.deadline is not None:
-                wait = min(wait, task.deadline - time.monotonic())
-            if wait > 0:
-                batch.ready.wait(wait)
-        remaining = _remaining(task.deadline)
-        if remaining is None:
-            acquired = self._slots.acquire()
-        else:
-            acquired = remaining > 0 and self._slots.acquire(timeout=remaining)
-        try:
-            with self._lock:
-                now = time.monotonic()
-                if not acquired or _expired(task.deadline, now):
-                    self._leave(batch, task)
-                    raise DeadlineExceededError(_QUEUE_DEADLINE)
+            return False
+        if task in batch.tasks:
+            batch.tasks.remove(task)
+            batch.size -= task.size
+            if not batch.tasks:
                 self._unqueue(batch)
-                batch.started = True
-                # callers whose deadline passed but who have not woken yet: drop them now
-                expired = [t for t in batch.tasks if _expired(t.deadline, now)]
-                if expired:
-                    batch.tasks = [t for t in batch.tasks if t not in expired]
-                    batch.size -= sum(t.size for t in expired)
-                closed = self._closed
-            self._fail(expired, DeadlineExceededError(_QUEUE_DEADLINE))
-            if closed:
-                self._fail(batch.tasks, UnavailableError(
-                    "The batch scheduler is shut down (servable unloading)."
-                ))
+        return True
+
+    def _expire(self, batch: _Batch, task: _Task) -> None:
+        """``task``'s deadline passed: fail it; it leaves its batch unless that is running."""
+        if task.future.done():
+            return
+        queued = self._leave(batch, task)
+        # the rows of a task abandoned mid-run are still computed, but nobody reads them
+        task.future.set_exception(DeadlineExceededError(_QUEUE_DEADLINE if queued else "Deadline Exceeded"))
+
+    def _schedule(self) -> None:
+        """Start runnable batches while batch threads are free (oldest batch first)."""
+        while self._running < self._params.num_batch_threads and self._queues:
+            now = time.monotonic()
+            heads = sorted((batches[0] for batches in self._queues.values()), key=lambda b: b.opened)
+            runnable = [b for b in heads if b.closed or now - b.opened >= self._timeout]
+            if not runnable:
+                self._wake_at(heads[0].opened + self._timeout)
                 return
-            self._execute(batch)
-        finally:
-            if acquired:
-                self._slots.release()
-        if task.error is None and _expired(task.deadline, time.monotonic()):
-            # as for any other caller of the batch: a result after the deadline is not returned
-            task.result = None
-            task.error = DeadlineExceededError("Deadline Exceeded")
+            self._start(runnable[0], now)
 
-    # ------------------------------------------------------------------ execution
+    def _wake_at(self, when: float) -> None:
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._on_timer)
 
-    @staticmethod
-    def _fail(tasks: list[_Task], error: BaseException) -> None:
-        for task in tasks:
-            task.error = error
-            task.done.set()
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._schedule()
 
-    def _execute(self, batch: _Batch) -> None:
+    def _start(self, batch: _Batch, now: float) -> None:
+        self._unqueue(batch)
+        batch.started = True
+        live = []
+        for task in batch.tasks:
+            if task.future.done():
+                continue
+            if _expired(task.deadline, now):  # its timer has not fired yet
+                task.future.set_exception(DeadlineExceededError(_QUEUE_DEADLINE))
+                continue
+            live.append(task)
+        batch.tasks, batch.size = live, sum(t.size for t in live)
+        if not live:
+            return
+        self._running += 1
+        done = self._loop.run_in_executor(self._threads, self._execute, batch)
+        done.add_done_callback(functools.partial(self._finished, batch))
+
+    def _finished(self, batch: _Batch, done: asyncio.Future[list[list[np.ndarray]]]) -> None:
+        self._running -= 1
+        error = done.exception()
+        for i, task in enumerate(batch.tasks):
+            if task.future.done():
+                continue
+            if error is not None:
+                task.future.set_exception(error)
+            else:
+                task.future.set_result(done.result()[i])
+        self._schedule()
+
+    # ------------------------------------------------------------------ execution (batch threads)
+
+    def _execute(self, batch: _Batch) -> list[list[np.ndarray]]:
         tasks = batch.tasks
         try:
             if self._on_batch is not None:
                 self._on_batch(batch.size)
             if len(tasks) == 1 and not self._params.allowed_batch_sizes:
-                results = [self._run_fn(tasks[0].feeds, batch.fetches,
-                                        _remaining(tasks[0].deadline))]
-            else:
-                results = self._run_merged(batch)
-            for task, result in zip(tasks, results, strict=True):
-                task.result = result
-        except ServingError as exc:
-            for task in tasks:
-                task.error = exc
+                return [self._run_fn(tasks[0].feeds, batch.fetches, _remaining(tasks[0].deadline))]
+            return self._run_merged(batch)
+        except ServingError:
+            raise
         except Exception as exc:  # never leave a caller waiting forever
-            for task in tasks:
-                task.error = InternalError(f"Batched run failed: {exc!r}")
-        finally:
-            for task in tasks:
-                task.done.set()
+            raise InternalError(f"Batched run failed: {exc!r}") from exc
 
     def _run_merged(self, batch: _Batch) -> list[list[np.ndarray]]:
         tasks = batch.tasks
@@ -407,18 +402,45 @@ class Batcher:
                 return allowed
         return size
 
+    # ------------------------------------------------------------------ state, shutdown
+
     def num_enqueued_tasks(self) -> int:
         """Tasks waiting in queues (their batch not yet running); for metrics and tests."""
-        with self._lock:
-            return sum(len(b.tasks) for batches in self._queues.values() for b in batches)
+        if self._serving_loop.in_loop_thread() or not self._serving_loop.running:
+            return self._count_enqueued()
+
+        async def count() -> int:
+            return self._count_enqueued()
+
+        return self._serving_loop.call(count())
+
+    def _count_enqueued(self) -> int:
+        return sum(len(b.tasks) for batches in self._queues.values() for b in batches)
 
     def close(self) -> None:
-        """Stop batching: new tasks and batches still waiting fail with UNAVAILABLE."""
-        with self._lock:
-            self._closed = True
-            waiting = [b for batches in self._queues.values() for b in batches]
-        for batch in waiting:
-            batch.ready.set()
+        """Stop batching: new tasks and tasks still waiting fail with UNAVAILABLE."""
+        if self._serving_loop.running and not self._serving_loop.in_loop_thread():
+            async def close() -> None:
+                self._close()
+
+            self._serving_loop.call(close())
+        else:
+            self._close()
+        self._threads.shutdown(wait=False)
+        if self._own_loop:
+            self._serving_loop.stop()
+
+    def _close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        error = UnavailableError("The batch scheduler is shut down (servable unloading).")
+        for batches in list(self._queues.values()):
+            for batch in batches:
+                for task in batch.tasks:
+                    if not task.future.done():
+                        task.future.set_exception(error)
+        self._queues.clear()
 
 
 def _pad_inner_dims(parts: list[np.ndarray]) -> list[np.ndarray]:

@@ -66,6 +66,8 @@ class LoadOptions:
     on_warmup: Callable[[str, float], None] | None = None  # metrics hook: (status, seconds) of warmup
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    # the server's event loop (serving.event_loop.ServingLoop): the batcher schedules on it
+    serving_loop: Any = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ class Servable:
                 from .batching import Batcher
 
                 servable._batcher = Batcher(
-                    bundle.run, options.batching, on_batch=options.on_batch
+                    bundle.run, options.batching, on_batch=options.on_batch,
+                    serving_loop=options.serving_loop,
                 )
             if options.enable_warmup:
                 from .warmup import replay_warmup
@@ -167,10 +170,7 @@ class Servable:
         timeout: float | None,
         batchable: bool = True,
     ) -> list[np.ndarray]:
-        if self._closed:
-            raise UnavailableError(
-                f"Servable {self.name} version {self.version} is unloaded; retry the request."
-            )
+        self._check_open()
         on_run = self.options.on_run
         start = time.perf_counter() if on_run is not None else 0.0
         if batchable and self._batcher is not None:
@@ -180,6 +180,32 @@ class Servable:
         if on_run is not None:  # runtime_latency: like upstream, successful runs only
             on_run(api, time.perf_counter() - start)
         return values
+
+    async def _run_async(
+        self,
+        api: str,
+        feeds: dict[str, np.ndarray],
+        fetches: Sequence[str],
+        timeout: float | None,
+        serving_loop: Any,
+    ) -> list[np.ndarray]:
+        """:meth:`_run` from the server's loop: into the batcher, else on the loop's executor."""
+        self._check_open()
+        on_run = self.options.on_run
+        start = time.perf_counter() if on_run is not None else 0.0
+        if self._batcher is not None:
+            values = await self._batcher.submit(feeds, fetches, timeout)
+        else:
+            values = await serving_loop.run_blocking(self._bundle.run, feeds, fetches, timeout)
+        if on_run is not None:
+            on_run(api, time.perf_counter() - start)
+        return values
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnavailableError(
+                f"Servable {self.name} version {self.version} is unloaded; retry the request."
+            )
 
     def _signature(self, signature_name: str) -> tuple[str, Any]:
         name = signature_name or DEFAULT_SIGNATURE
@@ -208,6 +234,27 @@ class Servable:
 
         Returns ``{output alias: ndarray}`` for the filtered (or all) outputs.
         """
+        feeds, fetches, aliases = self._predict_plan(signature_name, inputs, output_filter)
+        values = self._run("Predict", feeds, fetches, timeout)
+        return dict(zip(aliases, values, strict=True))
+
+    async def predict_async(
+        self,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str],
+        timeout: float | None,
+        serving_loop: Any,
+    ) -> dict[str, np.ndarray]:
+        """:meth:`predict` on the server's event loop (``serving.event_loop.ServingLoop``)."""
+        feeds, fetches, aliases = self._predict_plan(signature_name, inputs, output_filter)
+        values = await self._run_async("Predict", feeds, fetches, timeout, serving_loop)
+        return dict(zip(aliases, values, strict=True))
+
+    def _predict_plan(
+        self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]
+    ) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+        """Check ``inputs`` and ``output_filter`` against the signature: (feeds, fetches, aliases)."""
         name, signature = self._signature(signature_name)
         if signature is None:
             raise FailedPreconditionError(
@@ -268,8 +315,7 @@ class Servable:
         else:
             aliases = list(sig_outputs)
         fetches = [sig_outputs[alias].name for alias in aliases]
-        values = self._run("Predict", feeds, fetches, timeout)
-        return dict(zip(aliases, values, strict=True))
+        return feeds, fetches, aliases
 
     # ------------------------------------------------------------------ classify / regress
 

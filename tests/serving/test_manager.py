@@ -132,6 +132,7 @@ def test_reload_config_response_reports_the_increase_of_requested_metrics(
 
     import tensorflow as tf
     from tensorflow_serving.apis import model_management_pb2, predict_pb2, prediction_log_pb2
+    from tfship.serving.event_loop import ServingLoop
     from tfship.serving.grpc.service import ModelServicer
     from tfship.serving.metrics import ServerMetrics
     from tfship.serving.runtime.warmup import warmup_path
@@ -148,14 +149,14 @@ def test_reload_config_response_reports_the_increase_of_requested_metrics(
         writer.write(record.SerializeToString())
 
     core = ServerCore(CoreOptions(), metrics=ServerMetrics())
-    servicer = ModelServicer(core)
+    servicer = ModelServicer(core, ServingLoop())
     request = model_management_pb2.ReloadConfigRequest()
     entry = request.config.model_config_list.config.add()
     entry.name, entry.base_path, entry.model_platform = "half", str(tmp_path / "half"), "tensorflow"
     request.metric_names.extend(["/tensorflow/serving/model_warmup_latency",
                                  "/tensorflow/serving/runtime_latency", "/no/such/metric"])
     try:
-        first = servicer.HandleReloadConfigRequest(request, None)
+        first = servicer.reload_response(request)
         assert first.status.error_code == 0
         # loading half v123 replayed its one warmup record: one warmup, one TF run; unknown -> 0
         assert [(m.name, m.int64_value_increase) for m in first.metric] == [
@@ -163,7 +164,7 @@ def test_reload_config_response_reports_the_increase_of_requested_metrics(
             ("/tensorflow/serving/runtime_latency", 1),
             ("/no/such/metric", 0),
         ]
-        again = servicer.HandleReloadConfigRequest(request, None)  # nothing to load this time
+        again = servicer.reload_response(request)  # nothing to load this time
         assert [m.int64_value_increase for m in again.metric] == [0, 0, 0]
     finally:
         core.stop(drain_timeout=5)
