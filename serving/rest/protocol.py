@@ -64,55 +64,103 @@ def handle(
     core: ServerCore, method: str, path: str, body: bytes | bytearray, timeout: float | None
 ) -> RestResponse:
     """Serve one /v1 request; every failure becomes ``{"error": ...}`` with its HTTP status."""
-    model, version, api = "", None, ""
+    route = _Route(method, path)
     try:
         if method == "POST":
-            m = PREDICT_RE.fullmatch(path)
-            if m is None:
-                raise InvalidArgumentError(f"Malformed request: {method} {path}")
-            model, label = unquote(m.group(1)), m.group(3)
-            version = _version(m.group(2))
-            api = m.group(4).lower()
-            label = unquote(label) if label is not None else None
-            payload = _process(core, api, model, version, label, body, timeout)
-            return RestResponse(200, payload, model, version, api)
+            route.parse_post()
+            return route.ok(_process(core, route, body, timeout))
         if method == "GET":
-            m = GET_RE.fullmatch(path)
-            if m is None:
-                raise InvalidArgumentError(f"Malformed request: {method} {path}")
-            if m.group(1) is None:
-                raise InvalidArgumentError("Missing model name in request.")
-            model = unquote(m.group(1))
-            version = _version(m.group(2))
-            label = unquote(m.group(3)) if m.group(3) is not None else None
-            if m.group(4):
-                api = "get_model_metadata"
-                return RestResponse(200, _metadata(core, model, version, label), model, version, api)
-            api = "get_model_status"
-            return RestResponse(200, _status(core, model, version), model, version, api)
+            return route.ok(_get(core, route))
         raise InvalidArgumentError(f"Malformed request: {method} {path}")
-    except ServingError as exc:
-        return RestResponse(HTTP_STATUS[exc.code], error_body(exc), model, version, api,
-                            exc.code.name)
-    except Exception as exc:  # noqa: BLE001 - a server bug (client mistakes are ServingErrors,
-        # raised by the decode layer; tests/serving/test_fuzz.py checks none lands here): logged
-        # with its traceback, and the client gets a message, never the traceback
-        import logging
-
-        logging.getLogger("tfship.serving").exception("REST %s %s failed", method, path)
-        err = UnknownError(f"{type(exc).__name__}: {exc}")
-        return RestResponse(500, error_body(err), model, version, api, "UNKNOWN")
+    except Exception as exc:  # noqa: BLE001 - every failure is a response (see _Route.failed)
+        return route.failed(exc)
 
 
-# --------------------------------------------------------------------------- GET
+#: a predict body up to this size is decoded and answered on the event loop (~0.1 ms of JSON);
+#: larger ones go to the executor whole, so megabytes of JSON never stall the loop
+LOOP_BODY_BYTES = 1 << 16
 
 
 async def handle_async(
     core: ServerCore, method: str, path: str, body: bytes | bytearray, timeout: float | None,
     serving_loop: ServingLoop,
 ) -> RestResponse:
-    """:func:`handle` for the server's event loop: what blocks runs on ``serving_loop.executor``."""
-    return await serving_loop.run_blocking(handle, core, method, path, body, timeout)
+    """:func:`handle` on the server's event loop, with the same responses.
+
+    Status and metadata are answered on the loop; a small predict is decoded and encoded on the
+    loop and awaits its run (the batcher, or one hop to the executor); everything else runs on
+    ``serving_loop.executor``.
+    """
+    if method == "GET":
+        return handle(core, method, path, body, timeout)
+    route = _Route(method, path)
+    if method != "POST" or len(body) > LOOP_BODY_BYTES:
+        return await serving_loop.run_blocking(handle, core, method, path, body, timeout)
+    try:
+        route.parse_post()
+        if route.api != "predict":
+            return await serving_loop.run_blocking(handle, core, method, path, body, timeout)
+        doc, signature_name = _parse_body(route.api, body)
+        with core.acquire(route.model, route.version, route.label) as h:
+            _check_method(core, h.servable, signature_name, route.api)
+            plan = _predict_plan(h.servable, signature_name, doc)
+            outputs = await h.servable.predict_async(
+                signature_name, plan.inputs, (), timeout, serving_loop
+            )
+        return route.ok(plan.response(outputs))
+    except Exception as exc:  # noqa: BLE001 - every failure is a response (see _Route.failed)
+        return route.failed(exc)
+
+
+class _Route:
+    """What a request names (model, version, label, API), for routing, errors and metrics."""
+
+    def __init__(self, method: str, path: str) -> None:
+        self.method, self.path = method, path
+        self.model, self.version, self.label, self.api = "", None, None, ""
+
+    def parse_post(self) -> None:
+        m = PREDICT_RE.fullmatch(self.path)
+        if m is None:
+            raise InvalidArgumentError(f"Malformed request: {self.method} {self.path}")
+        self.model, self.version = unquote(m.group(1)), _version(m.group(2))
+        self.label = unquote(m.group(3)) if m.group(3) is not None else None
+        self.api = m.group(4).lower()
+
+    def ok(self, payload: bytes) -> RestResponse:
+        return RestResponse(200, payload, self.model, self.version, self.api)
+
+    def failed(self, exc: Exception) -> RestResponse:
+        if isinstance(exc, ServingError):
+            return RestResponse(HTTP_STATUS[exc.code], error_body(exc), self.model, self.version,
+                                self.api, exc.code.name)
+        # a server bug (client mistakes are ServingErrors, raised by the decode layer;
+        # tests/serving/test_fuzz.py checks none lands here): logged with its traceback, and
+        # the client gets a message, never the traceback
+        import logging
+
+        logging.getLogger("tfship.serving").exception("REST %s %s failed", self.method, self.path)
+        err = UnknownError(f"{type(exc).__name__}: {exc}")
+        return RestResponse(500, error_body(err), self.model, self.version, self.api, "UNKNOWN")
+
+
+def _get(core: ServerCore, route: _Route) -> bytes:
+    m = GET_RE.fullmatch(route.path)
+    if m is None:
+        raise InvalidArgumentError(f"Malformed request: {route.method} {route.path}")
+    if m.group(1) is None:
+        raise InvalidArgumentError("Missing model name in request.")
+    route.model = unquote(m.group(1))
+    route.version = _version(m.group(2))
+    route.label = unquote(m.group(3)) if m.group(3) is not None else None
+    if m.group(4):
+        route.api = "get_model_metadata"
+        return _metadata(core, route.model, route.version, route.label)
+    route.api = "get_model_status"
+    return _status(core, route.model, route.version)
+
+
+# --------------------------------------------------------------------------- GET
 
 
 def _to_json_dict(message: Any) -> Any:
@@ -146,39 +194,56 @@ def _metadata(core: ServerCore, model: str, version: int | None, label: str | No
 # --------------------------------------------------------------------------- POST
 
 
-def _process(
-    core: ServerCore,
-    api: str,
-    model: str,
-    version: int | None,
-    label: str | None,
-    body: bytes | bytearray,
-    timeout: float | None,
-) -> bytes:
-    # JSON errors win, even for unknown models. Predict bodies may carry megabytes of numbers:
-    # wire.json parses those arrays in C, straight to ndarrays (same values and errors).
+def _parse_body(api: str, body: bytes | bytearray) -> tuple[dict[str, Any], str]:
+    """The JSON document and its signature_name. JSON errors win, even for unknown models."""
+    # Predict bodies may carry megabytes of numbers: wire.json parses those arrays in C,
+    # straight to ndarrays (same values and errors).
     doc = wjson.loads(body, numeric_arrays=api == "predict")
     if not isinstance(doc, dict):
         raise _format_error(doc, "Is not object")
     signature_name = doc.get("signature_name", "")
     if not isinstance(signature_name, str):
         raise _format_error(doc, "not formatted correctly. 'signature_name' key must be a string value.")
-    with core.acquire(model, version, label) as h:
-        if core.options.enable_signature_method_name_check:
-            from ..core.method_check import check_method_name
+    return doc, signature_name
 
-            check_method_name(h.servable, signature_name, api)
-        if api == "predict":
-            return _predict(h.servable, signature_name, doc, timeout)
+
+def _check_method(core: ServerCore, servable: Any, signature_name: str, api: str) -> None:
+    if core.options.enable_signature_method_name_check:
+        from ..core.method_check import check_method_name
+
+        check_method_name(servable, signature_name, api)
+
+
+def _process(core: ServerCore, route: _Route, body: bytes | bytearray, timeout: float | None) -> bytes:
+    doc, signature_name = _parse_body(route.api, body)
+    with core.acquire(route.model, route.version, route.label) as h:
+        _check_method(core, h.servable, signature_name, route.api)
+        if route.api == "predict":
+            plan = _predict_plan(h.servable, signature_name, doc)
+            return plan.response(h.servable.predict(signature_name, plan.inputs, (), timeout))
         examples = _examples_from_json(doc)
-        if api == "classify":
+        if route.api == "classify":
             result = h.servable.classify(signature_name, examples, timeout)
             return wjson.dumps({"results": _classify_rows(result)})
         values = h.servable.regress(signature_name, examples, timeout)
         return wjson.dumps({"results": wjson.encode_value(values.reshape(-1))})
 
 
-def _predict(servable: Any, signature_name: str, doc: dict[str, Any], timeout: float | None) -> bytes:
+@dataclass
+class _PredictPlan:
+    """A predict body turned into inputs, and how to write its outputs (row or columnar)."""
+
+    inputs: dict[str, np.ndarray]
+    signature: Any
+    rows: bool
+
+    def response(self, outputs: dict[str, np.ndarray]) -> bytes:
+        if self.rows:
+            return wjson.dumps({"predictions": _row_outputs(outputs, self.signature)})
+        return wjson.dumps({"outputs": _columnar_outputs(outputs, self.signature)})
+
+
+def _predict_plan(servable: Any, signature_name: str, doc: dict[str, Any]) -> _PredictPlan:
     name = signature_name or _DEFAULT_SIGNATURE
     signature = servable.signature_defs.get(name)
     if signature is None:
@@ -197,13 +262,8 @@ def _predict(servable: Any, signature_name: str, doc: dict[str, Any], timeout: f
             raise _format_error(doc, "Excepting 'instances' to be an list/array")
         if len(instances) == 0:
             raise _format_error(doc, "No values in 'instances' array")
-        inputs = _row_inputs(instances, sig_inputs)
-    else:
-        inputs = _columnar_inputs(doc["inputs"], sig_inputs, signature)
-    outputs = servable.predict(signature_name, inputs, (), timeout)
-    if has_instances:
-        return wjson.dumps({"predictions": _row_outputs(outputs, signature)})
-    return wjson.dumps({"outputs": _columnar_outputs(outputs, signature)})
+        return _PredictPlan(_row_inputs(instances, sig_inputs), signature, rows=True)
+    return _PredictPlan(_columnar_inputs(doc["inputs"], sig_inputs, signature), signature, rows=False)
 
 
 def _dtype_of(sig_inputs: Any, alias: str) -> dtypes.DType | None:
