@@ -276,3 +276,51 @@ def test_classify_and_regress_are_batched_too(half_plus_two_dir, example):
         assert log.sizes == [1, 1]
     finally:
         servable.close()
+
+
+def test_with_zero_timeout_an_underfull_batch_waits_for_the_running_one(gated_batched, open_gate):
+    # two batch threads, but rows arriving during a run join ONE next batch instead of each
+    # starting a one-row run on the idle thread
+    servable, log = gated_batched(max_batch_size=10, num_batch_threads=2)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(servable.predict, "gated", {"x": np.float32([100])})
+        wait_until(lambda: log.sizes == [1])
+        rest = [pool.submit(servable.predict, "gated", {"x": np.float32([i])}) for i in range(4)]
+        wait_until(lambda: servable._batcher.num_enqueued_tasks() == 4)
+        assert log.sizes == [1]  # the second thread stayed idle
+        open_gate(servable, 2)
+        assert first.result(timeout=20)["y"].tolist() == [100.0]
+        assert [f.result(timeout=20)["y"].tolist() for f in rest] == [[float(i)] for i in range(4)]
+    assert log.sizes == [1, 4]
+
+
+def test_a_full_batch_runs_beside_a_running_one(gated_batched, open_gate):
+    servable, log = gated_batched(max_batch_size=2, num_batch_threads=2)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(servable.predict, "gated", {"x": np.float32([100])})
+        wait_until(lambda: log.sizes == [1])
+        full = pool.submit(servable.predict, "gated", {"x": np.float32([1, 2])})
+        wait_until(lambda: log.sizes == [1, 2])  # started on the second thread at once
+        open_gate(servable, 3)
+        assert full.result(timeout=20)["y"].tolist() == [1.0, 2.0]
+        assert first.result(timeout=20)["y"].tolist() == [100.0]
+
+
+def test_a_cancelled_caller_leaves_its_batch(gated_batched, open_gate):
+    from concurrent.futures import CancelledError
+
+    servable, log = gated_batched(max_batch_size=10)
+    batcher = servable._batcher
+    fetch = servable.signature_defs["gated"].outputs["y"].name
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(servable.predict, "gated", {"x": np.float32([100])})
+        wait_until(lambda: log.sizes == [1])
+        waiting = batcher._serving_loop.submit(batcher.submit({"x:0": np.float32([5])}, [fetch]))
+        wait_until(lambda: batcher.num_enqueued_tasks() == 1)
+        waiting.cancel()  # as grpc.aio cancels the handler of an RPC the client cancelled
+        wait_until(lambda: batcher.num_enqueued_tasks() == 0)
+        open_gate(servable, 1)
+        assert first.result(timeout=20)["y"].tolist() == [100.0]
+    with pytest.raises(CancelledError):
+        waiting.result(timeout=5)
+    assert log.sizes == [1]  # the cancelled row never ran
