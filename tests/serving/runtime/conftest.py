@@ -55,40 +55,6 @@ def half_plus_three(tf_serving_testdata: Path) -> Iterator[Servable]:
     servable.close()
 
 
-@pytest.fixture(scope="session")
-def gated_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TF1 SavedModel whose ``gated`` signature blocks until ``open`` released it.
-
-    ``serving_default``: y = 2x. ``gated``: y = x + (next value from a FIFO queue), i.e. each run
-    of ``gated`` waits for one value fed through ``open`` (v = values to enqueue). This gives tests
-    a run that is in flight for exactly as long as they want, without sleeps.
-    """
-    path = tmp_path_factory.mktemp("gated") / "1"
-    graph = tf.Graph()
-    with graph.as_default():
-        x = tf.compat.v1.placeholder(tf.float32, [None], name="x")
-        queue = tf.queue.FIFOQueue(1000, [tf.float32], shapes=[[]], name="gate")
-        gated = tf.identity(x + queue.dequeue(), name="gated_y")
-        v = tf.compat.v1.placeholder(tf.float32, [None], name="v")
-        with tf.control_dependencies([queue.enqueue_many([v])]):
-            opened = tf.identity(v, name="opened")
-        double = tf.identity(2.0 * x, name="double")
-        signature = tf.compat.v1.saved_model.predict_signature_def
-        with tf.compat.v1.Session(graph=graph) as session:
-            builder = tf.compat.v1.saved_model.Builder(str(path))
-            builder.add_meta_graph_and_variables(
-                session,
-                ["serve"],
-                signature_def_map={
-                    "serving_default": signature({"x": x}, {"y": double}),
-                    "gated": signature({"x": x}, {"y": gated}),
-                    "open": signature({"v": v}, {"opened": opened}),
-                },
-            )
-            builder.save()
-    return path
-
-
 def _open_gate(servable: Servable, count: int = 1) -> None:
     """Release ``count`` blocked runs of the gated model's ``gated`` signature (unbatched)."""
     signature = servable.signature_defs["open"]
