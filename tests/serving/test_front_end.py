@@ -29,7 +29,8 @@ def predict_request(signature: str, alias: str, values: list[float]) -> predict_
 
 def grpc_in_flight(server) -> float:
     text = httpx.get(f"{server.rest_url}/metrics", timeout=5).text
-    (line,) = [row for row in text.splitlines() if row.startswith(':tfship:serving:requests_in_flight{entrypoint="GRPC"}')]
+    gauge = ':tfship:serving:requests_in_flight{entrypoint="GRPC"}'
+    (line,) = [row for row in text.splitlines() if row.startswith(gauge)]
     return float(line.rsplit(" ", 1)[1])
 
 
