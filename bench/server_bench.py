@@ -839,12 +839,10 @@ def checks(cells: list[Cell], paired: dict[str, list[tuple[float, float]]] | Non
             f"{model} c16 b1 batching on >= 1.5x off (gRPC)", 1.5, paired.get(f"batching_{model}", []),
             (index.get((model, "grpc+b", 1, 16), 0), index.get((model, "grpc", 1, 16), 0))))
     for model in models:
-        pairs = paired.get(f"base_{model}", [])
-        worst = _worst_ratio([c for c in cells if (c.model, c.batch, c.concurrency) == (model, 1, 16)],
-                             TFSHIP_TARGETS, BASE_TARGETS)
+        new, base = best_target(cells, model, TFSHIP_TARGETS), best_target(cells, model, BASE_TARGETS)
         candidates.append(_ratio_check(
-            f"{model} c16 b1 best tfship variant >= 1.5x best @base variant", 1.5, pairs,
-            None if worst is None else (worst[0], 1.0)))
+            f"{model} c16 b1 best tfship variant >= 1.5x best @base variant", 1.5, paired.get(f"base_{model}", []),
+            (index.get((model, new, 1, 16), 0), index.get((model, base, 1, 16), 0)) if new and base else None))
     candidates += [
         _every_cell_check("gRPC >= 0.6x in-process, every cell", 0.6, cells, ("grpc",), ("in-process",)),
         _every_cell_check("--peers: best tfship variant >= 2x best peer, every cell", 2.0, cells, TFSHIP_TARGETS,
