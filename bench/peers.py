@@ -5,8 +5,8 @@ releases that conflict with ours (MLServer 1.7 needs protobuf < 7 and fastapi < 
 ``--system-site-packages`` would break one side or the other. A venv is created on first use under
 ``~/.cache/tfship-bench/venvs/<peer>-<version>-<hash>`` (``TFSHIP_BENCH_VENVS`` moves it) with the
 peer and the same TensorFlow release as the bench (``tensorflow-cpu``), and rebuilt when its
-requirements change (the hash covers them and the Python version). First creation: ~2-3 min and
-~1.3 GB (BentoML) / ~0.7 GB (MLServer).
+requirements change (the hash covers them and the Python version). First creation: 107 s and
+1.6 GB (BentoML), 75 s and 1.8 GB (MLServer) on the dev box (TensorFlow is most of it).
 
 Targets (``PEER_TARGETS``): ``bentoml``/``bentoml+b`` (REST, adaptive batching off/on),
 ``mlserver``/``mlserver+b`` (V2 REST) and ``mlserver-grpc``/``mlserver-grpc+b`` (V2 gRPC

@@ -881,7 +881,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--peers", action="store_true",
                         help="add BentoML and MLServer (" + ",".join(peers.PEER_TARGETS) + ") serving the same "
                              "SavedModels, each in its own venv under ~/.cache/tfship-bench/venvs (created on "
-                             "first use: ~2-3 min and ~1 GB each)")
+                             "first use: ~2 min and ~1.7 GB each)")
     parser.add_argument("--baseline-rev", metavar="REV",
                         help="also measure tfship-model-server at git revision REV (from a temporary worktree) "
                              "as " + ",".join(BASE_TARGETS))
