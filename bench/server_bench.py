@@ -8,7 +8,22 @@ and p50/p99 latency at batch 1, 32, 1024 and concurrency 1 and 16 for:
 * ``grpc``/``rest`` tfship-model-server with batching off, and ``grpc+b``/``rest+b`` with
   ``--enable_batching`` (the batching parameters are printed);
 * ``fastapi``     a naive FastAPI + uvicorn server calling ``model.predict`` per request, the way
-  tutorials do (the floor users start from).
+  tutorials do (the floor users start from);
+* with ``--peers``: ``bentoml``/``bentoml+b`` (REST), ``mlserver``/``mlserver+b`` (V2 REST) and
+  ``mlserver-grpc``/``mlserver-grpc+b`` (V2 gRPC), BentoML 1.4 and MLServer 1.7 serving the same
+  SavedModels, configured as their docs recommend, batching off/on, each in its own venv (created
+  on first use under ~/.cache/tfship-bench/venvs; see bench/peers.py). Opt-in: they add ~10 min;
+* with ``--baseline-rev REV``: ``grpc@base`` ... ``rest+b@base``, the model server of git revision
+  REV (a temporary worktree, bench/baseline.py) with the same flags, measured in the same run.
+
+Every cell's first call is fully decoded and its predictions compared with the in-process model's
+(same shape, allclose).
+
+The ratio targets (issue 3 and issue 14) are printed PASS/MISS at the end; those comparing two
+setups at one cell use ``--paired-rounds`` alternating rounds (gRPC vs in-process at cnn b1024,
+batching on vs off and best tfship vs best @base at b1 c16 for each model) and judge the median
+ratio. ``--idle-connections N`` (default 2,000; 0 skips it) measures the rest mlp b1 c16 cell's p99
+with and without N idle keep-alive connections held open (bench/idle_connections.py), alternating.
 
 Install everything it needs with ``pip install -e '.[bench]'``. Every server runs as a subprocess
 on free 127.0.0.1 ports (the model server with ``--grpc_max_threads`` and
@@ -46,8 +61,9 @@ shape-checked call (also the warm-up of that batch size).
 Each cell runs for about ``--seconds`` (default 3). Prints a table and writes JSON (``--out``,
 default bench/results/server_bench.json; ``load_generator`` says which one ran).
 
-    python bench/server_bench.py                      # full matrix, ~6-10 min on 2 cores
-    python bench/server_bench.py --quick              # cnn only, batch 1 and 1024, ~2 min
+    python bench/server_bench.py                      # full matrix, ~8-11 min on 2 cores
+    python bench/server_bench.py --quick              # cnn only, batch 1 and 1024, ~3 min
+    python bench/server_bench.py --peers --baseline-rev dda86f7   # + BentoML, MLServer, today's server
 """
 
 from __future__ import annotations
@@ -64,8 +80,6 @@ import platform
 import re
 import resource
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -79,6 +93,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import peers
+from baseline import Baseline
+from idle_connections import IdleConnections, raise_file_limit
+from server_process import Server, free_port, wait_ready
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -95,7 +113,6 @@ BATCHING = {
 }
 # above the 16 concurrent clients: the defaults (4 x cores = 8) would cap requests in flight
 SERVER_THREAD_FLAGS = ["--grpc_max_threads=64", "--rest_api_num_threads=64"]
-READY_TIMEOUT = 180.0
 
 
 @dataclass
@@ -159,50 +176,9 @@ def build_models(base: Path) -> dict[str, tuple[Path, Path, tuple[int, ...]]]:
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen, ok: Callable[[bytes], bool], log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            response = httpx.get(url, timeout=2)
-            if response.status_code == 200 and ok(response.content):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"not ready after {READY_TIMEOUT:.0f}s: {url}\n{log.read_text()[-3000:]}")
-
-
-class Server:
-    """A subprocess server with its ports; ``stop()`` sends SIGTERM and waits."""
-
-    def __init__(self, argv: list[str], log: Path, grpc_port: int | None, rest_port: int) -> None:
-        self.log = log
-        self.grpc_port = grpc_port
-        self.rest_port = rest_port
-        self.proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def start_model_server(base: Path, names: list[str], batching: bool, workdir: Path,
-                       extra_flags: list[str]) -> Server:
+                       extra_flags: list[str], exe: list[str] | None = None, label: str = "") -> Server:
+    """tfship-model-server on ``names`` (``exe``: another revision's, see ``--baseline-rev``)."""
     config = workdir / "models.config"
     entries = "".join(
         f'  config {{ name: "{n}" base_path: "{base / "models" / n}" model_platform: "tensorflow" }}\n'
@@ -210,15 +186,17 @@ def start_model_server(base: Path, names: list[str], batching: bool, workdir: Pa
     )
     config.write_text(f"model_config_list {{\n{entries}}}\n")
     grpc_port, rest_port = free_port(), free_port()
-    exe = shutil.which("tfship-model-server")
-    argv = [exe] if exe else [sys.executable, "-m", "tfship.serving.main"]
+    if exe is None:
+        found = shutil.which("tfship-model-server")
+        exe = [found] if found else [sys.executable, "-m", "tfship.serving.main"]
+    argv = list(exe)
     argv += [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}"]
     argv += SERVER_THREAD_FLAGS + extra_flags
     if batching:
         params = workdir / "batching.config"
         params.write_text("".join(f"{k} {{ value: {v} }}\n" for k, v in BATCHING.items()))
         argv += ["--enable_batching", f"--batching_parameters_file={params}"]
-    log = workdir / f"model_server{'_batching' if batching else ''}.log"
+    log = workdir / f"model_server{label}{'_batching' if batching else ''}.log"
     server = Server(argv, log, grpc_port, rest_port)
     try:
         for name in names:
@@ -507,10 +485,10 @@ def http_request(port: int, path: str, x: np.ndarray) -> bytes:
     return head.encode() + body
 
 
-def check_reply(target: str, server: Server, model: str, alias: str, x: np.ndarray) -> int:
-    """One fully decoded call (also the warm-up): the outputs have one row per input row.
+def check_reply(target: str, server: Server, model: str, alias: str, x: np.ndarray) -> tuple[int, np.ndarray]:
+    """One fully decoded call of tfship's server (also the warm-up): (reply bytes, predictions).
 
-    Returns the reply's length in bytes as the server sent it (the serialized PredictResponse for
+    The reply's length is in bytes as the server sent it (the serialized PredictResponse for
     gRPC, the JSON body for REST): h2load counts gRPC successes by it.
     """
     if target.startswith("grpc"):
@@ -526,7 +504,7 @@ def check_reply(target: str, server: Server, model: str, alias: str, x: np.ndarr
             raw: bytes = predict(grpc_request(model, alias, x), timeout=600)
         reply = predict_pb2.PredictResponse.FromString(raw)
         (output,) = reply.outputs.values()
-        rows = to_ndarray(output).shape[0]
+        predictions = to_ndarray(output)
     else:
         import httpx
         import orjson
@@ -536,10 +514,23 @@ def check_reply(target: str, server: Server, model: str, alias: str, x: np.ndarr
                               timeout=600)
         response.raise_for_status()
         raw = response.content
-        rows = len(orjson.loads(raw)["predictions"])
-    if rows != x.shape[0]:
-        raise RuntimeError(f"{target} {model}: {rows} output rows for {x.shape[0]} input rows")
-    return len(raw)
+        predictions = np.asarray(orjson.loads(raw)["predictions"], dtype=np.float32)
+    return len(raw), predictions
+
+
+def check_predictions(target: str, model: str, version_dir: Path, x: np.ndarray, served: np.ndarray) -> None:
+    """The served predictions are the in-process model's: same shape, allclose (float32 JSON round trips
+    and batched vs single-row kernels differ in the last bits only)."""
+    import tensorflow as tf
+
+    signature, alias = _serving_signature(version_dir)
+    (expected,) = signature(**{alias: tf.constant(x)}).values()
+    expected = expected.numpy()
+    if served.shape != expected.shape:
+        raise RuntimeError(f"{target} {model}: predictions of shape {served.shape}, in-process {expected.shape}")
+    if not np.allclose(served, expected, rtol=1e-4, atol=1e-4):
+        worst = float(np.max(np.abs(served - expected)))
+        raise RuntimeError(f"{target} {model}: predictions differ from the in-process model's (max |diff| {worst})")
 
 
 def serving_input_alias(version_dir: Path) -> str:
@@ -550,19 +541,14 @@ def serving_input_alias(version_dir: Path) -> str:
     return alias
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def server_cells(pool: ClientPool, target: str, model: str, alias: str, shape: tuple[int, ...],
+def server_cells(pool: ClientPool, target: str, model: str, version_dir: Path, shape: tuple[int, ...],
                  server: Server, batches: list[int], concurrencies: list[int], seconds: float,
                  min_calls: int) -> list[Cell]:
     cells = []
+    alias = serving_input_alias(version_dir)
     for batch in batches:
         x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
-        check_reply(target, server, model, alias, x)
+        check_predictions(target, model, version_dir, x, check_reply(target, server, model, alias, x)[1])
         if target.startswith("grpc"):
             kind, port, payload = "grpc", server.grpc_port, grpc_request(model, alias, x)
         else:
@@ -570,10 +556,10 @@ def server_cells(pool: ClientPool, target: str, model: str, alias: str, shape: t
             payload = http_request(port, f"/v1/models/{model}:predict", x)
         assert port is not None
         for concurrency in concurrencies:
-            server_cpu0, wall0 = process_cpu_seconds(server.proc.pid), time.monotonic()
+            server_cpu0, wall0 = server.cpu_seconds(), time.monotonic()
             latencies, errors, elapsed, cpu = pool.drive(kind, port, payload, concurrency,
                                                          seconds, min_calls)
-            server_cpu = (process_cpu_seconds(server.proc.pid) - server_cpu0) / (time.monotonic() - wall0)
+            server_cpu = (server.cpu_seconds() - server_cpu0) / (time.monotonic() - wall0)
             cell = summarize(model, target, batch, concurrency, latencies, errors, elapsed)
             cell.client_cpu = round(cpu, 2)
             cell.server_cpu = round(server_cpu, 2)
@@ -668,9 +654,9 @@ def h2load_cell(exe: str, target: H2Target, name: str, model: str, batch: int, c
         rate = concurrency / max(probe.finished, 1e-6)
     # a multiple of the concurrency, so every connection makes the same number of calls
     requests = concurrency * max(1, math.ceil(max(min_calls, rate * seconds) / concurrency))
-    server_cpu0 = process_cpu_seconds(server.proc.pid)
+    server_cpu0 = server.cpu_seconds()
     run = run_h2load(exe, target, concurrency, requests, log)
-    server_cpu = (process_cpu_seconds(server.proc.pid) - server_cpu0) / run.wall
+    server_cpu = (server.cpu_seconds() - server_cpu0) / run.wall
     if target.grpc_reply_bytes is not None:
         successes = min(run.status_2xx, run.data_bytes // target.grpc_reply_bytes)
     else:
@@ -688,29 +674,41 @@ def h2load_cell(exe: str, target: H2Target, name: str, model: str, batch: int, c
     return cell
 
 
-def h2load_server_cells(exe: str, target: str, model: str, alias: str, shape: tuple[int, ...],
+def h2load_server_cells(exe: str, target: str, model: str, version_dir: Path, shape: tuple[int, ...],
                         server: Server, batches: list[int], concurrencies: list[int], seconds: float,
                         min_calls: int, workdir: Path) -> list[Cell]:
-    """Like ``server_cells``, with h2load as the client."""
+    """Like ``server_cells``, with h2load as the client (the only one that drives the peers)."""
     cells = []
     body = workdir / "h2load-body"
     for batch in batches:
         x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
-        reply_bytes = check_reply(target, server, model, alias, x)
-        if target.startswith("grpc"):
-            body.write_bytes(grpc_message(grpc_request(model, alias, x)))
-            spec = H2Target(f"http://127.0.0.1:{server.grpc_port}/tensorflow.serving.PredictionService/Predict",
-                            body, ["content-type: application/grpc", "te: trailers"], http1=False,
-                            grpc_reply_bytes=reply_bytes + 5)  # + the message's 5-byte prefix
-        else:
-            body.write_bytes(json_body(x))
-            spec = H2Target(f"http://127.0.0.1:{server.rest_port}/v1/models/{model}:predict", body,
-                            ["content-type: application/json"], http1=True, grpc_reply_bytes=None)
+        spec = h2load_target(target, server, model, version_dir, x, body)
         for concurrency in concurrencies:
             cells.append(h2load_cell(exe, spec, target, model, batch, concurrency, server, seconds,
                                      min_calls, workdir / "h2load.log"))
             print_cell(cells[-1])
     return cells
+
+
+def h2load_target(target: str, server: Server, model: str, version_dir: Path, x: np.ndarray,
+                  body: Path) -> H2Target:
+    """Check one call of ``target`` against the in-process model; write the body h2load repeats."""
+    if target in peers.PEER_TARGETS:
+        call = peers.peer_call(target, server, model, x)
+        check_predictions(target, model, version_dir, x, call.predictions)
+        body.write_bytes(call.body)
+        return H2Target(call.url, body, call.headers, call.http1, call.grpc_reply_bytes)
+    alias = serving_input_alias(version_dir)
+    reply_bytes, predictions = check_reply(target, server, model, alias, x)
+    check_predictions(target, model, version_dir, x, predictions)
+    if target.startswith("grpc"):
+        body.write_bytes(grpc_message(grpc_request(model, alias, x)))
+        return H2Target(f"http://127.0.0.1:{server.grpc_port}/tensorflow.serving.PredictionService/Predict",
+                        body, ["content-type: application/grpc", "te: trailers"], http1=False,
+                        grpc_reply_bytes=reply_bytes + 5)  # + the message's 5-byte prefix
+    body.write_bytes(json_body(x))
+    return H2Target(f"http://127.0.0.1:{server.rest_port}/v1/models/{model}:predict", body,
+                    ["content-type: application/json"], http1=True, grpc_reply_bytes=None)
 
 
 # --------------------------------------------------------------------------- paired rounds
@@ -778,13 +776,47 @@ def _ratio_check(label: str, goal: float, pairs: list[tuple[float, float]], fall
     return None
 
 
+TFSHIP_TARGETS = ("grpc", "grpc+b", "rest", "rest+b")
+BASE_TARGETS = tuple(f"{t}@base" for t in TFSHIP_TARGETS)
+
+
+def _worst_ratio(cells: list[Cell], numerators: tuple[str, ...], denominators: tuple[str, ...]
+                 ) -> tuple[float, tuple[str, int, int], str, str] | None:
+    """Over the cells (model, batch, concurrency) measured on both sides: the lowest ratio of the best
+    ``numerators`` target to the best ``denominators`` target, with where it was and which targets."""
+    best: dict[tuple[tuple[str, int, int], bool], Cell] = {}
+    for c in cells:
+        side = c.target in numerators
+        if side or c.target in denominators:
+            key = ((c.model, c.batch, c.concurrency), side)
+            if key not in best or c.rows_per_s > best[key].rows_per_s:
+                best[key] = c
+    worst = None
+    for (where, side), num in best.items():
+        den = best.get((where, False))
+        if side and den is not None and den.rows_per_s > 0:
+            ratio = num.rows_per_s / den.rows_per_s
+            if worst is None or ratio < worst[0]:
+                worst = (ratio, where, num.target, den.target)
+    return worst
+
+
+def _every_cell_check(label: str, goal: float, cells: list[Cell], numerators: tuple[str, ...],
+                      denominators: tuple[str, ...]) -> tuple[str, bool, str] | None:
+    worst = _worst_ratio(cells, numerators, denominators)
+    if worst is None:
+        return None
+    ratio, (model, batch, conc), num, den = worst
+    return (label, ratio >= goal, f"worst {ratio:.2f}x ({model} b{batch} c{conc}: {num} vs {den})")
+
+
 def checks(cells: list[Cell], paired: dict[str, list[tuple[float, float]]] | None = None,
            ) -> list[tuple[str, bool, str]]:
-    """The issue's targets, evaluated on this run (``paired``: see :func:`paired_rounds`)."""
+    """The issues' targets, evaluated on this run (``paired``: see :func:`paired_rounds`)."""
     paired = paired or {}
     index = {(c.model, c.target, c.batch, c.concurrency): c.rows_per_s for c in cells}
-    out = []
-    ratio_checks = [
+    models = sorted({c.model for c in cells})
+    candidates: list[tuple[str, bool, str] | None] = [
         # one client: latency-bound (the 3.2 MB transfer cannot overlap the model run); 16
         # clients: throughput, both sides saturating the cores
         _ratio_check(f"cnn b1024 c{conc} gRPC >= 0.8x in-process ({what})", 0.8,
@@ -792,33 +824,70 @@ def checks(cells: list[Cell], paired: dict[str, list[tuple[float, float]]] | Non
                      (index.get(("cnn", "grpc", 1024, conc), 0), index.get(("cnn", "in-process", 1024, conc), 0)))
         for conc, what in ((1, "one request at a time"), (16, "throughput"))
     ]
-    ratio_checks.append(
-        _ratio_check("cnn c16 b1 batching on >= 2x off (gRPC)", 2.0, paired.get("batching", []),
+    candidates.append(
+        _ratio_check("cnn c16 b1 batching on >= 2x off (gRPC)", 2.0, paired.get("batching_cnn", []),
                      (index.get(("cnn", "grpc+b", 1, 16), 0), index.get(("cnn", "grpc", 1, 16), 0))))
-    for check in ratio_checks:
-        if check is not None:
-            out.append(check)
+    # issue 14
+    candidates += [
+        _every_cell_check("batching never loses: grpc+b >= 0.95x grpc, every cell", 0.95, cells, ("grpc+b",),
+                          ("grpc",)),
+        _every_cell_check("batching never loses: rest+b >= 0.95x rest, every cell", 0.95, cells, ("rest+b",),
+                          ("rest",)),
+    ]
+    for model in models:
+        candidates.append(_ratio_check(
+            f"{model} c16 b1 batching on >= 1.5x off (gRPC)", 1.5, paired.get(f"batching_{model}", []),
+            (index.get((model, "grpc+b", 1, 16), 0), index.get((model, "grpc", 1, 16), 0))))
+    for model in models:
+        new, base = best_target(cells, model, TFSHIP_TARGETS), best_target(cells, model, BASE_TARGETS)
+        candidates.append(_ratio_check(
+            f"{model} c16 b1 best tfship variant >= 1.5x best @base variant", 1.5, paired.get(f"base_{model}", []),
+            (index.get((model, new, 1, 16), 0), index.get((model, base, 1, 16), 0)) if new and base else None))
+    candidates += [
+        _every_cell_check("gRPC >= 0.6x in-process, every cell", 0.6, cells, ("grpc",), ("in-process",)),
+        _every_cell_check("--peers: best tfship variant >= 2x best peer, every cell", 2.0, cells, TFSHIP_TARGETS,
+                          peers.PEER_TARGETS),
+    ]
+    idle = paired.get("idle_p99", [])
+    if idle:
+        ratios = sorted(with_idle / without for with_idle, without in idle)
+        median = float(np.median(ratios))
+        rounds = ", ".join(f"{a:.1f}/{b:.1f} ms" for a, b in idle)
+        candidates.append(("rest mlp c16 b1 p99 with idle keep-alive connections <= 1.5x without", median <= 1.5,
+                           f"median {median:.2f}x over {len(idle)} alternating rounds (with/without: {rounds})"))
+    out = [check for check in candidates if check is not None]
     floor_cells = {(c.model, c.batch, c.concurrency): c.rows_per_s for c in cells if c.target == "fastapi"}
-    worst = None
+    worst_floor = None
     for c in cells:
-        if c.target in ("in-process", "fastapi") or (c.model, c.batch, c.concurrency) not in floor_cells:
+        if c.target not in TFSHIP_TARGETS or (c.model, c.batch, c.concurrency) not in floor_cells:
             continue
         ratio = c.rows_per_s / max(floor_cells[(c.model, c.batch, c.concurrency)], 1e-9)
-        if worst is None or ratio < worst[0]:
-            worst = (ratio, c)
-    if worst is not None:
-        ratio, c = worst
+        if worst_floor is None or ratio < worst_floor[0]:
+            worst_floor = (ratio, c)
+    if worst_floor is not None:
+        ratio, c = worst_floor
         out.append(("every server config >= 10x FastAPI+model.predict", ratio >= 10,
                     f"worst {ratio:.1f}x ({c.model} {c.target} b{c.batch} c{c.concurrency})"))
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--batches", default="1,32,1024")
     parser.add_argument("--concurrency", default="1,16")
-    parser.add_argument("--targets", default="in-process,grpc,grpc+b,rest,rest+b,fastapi")
+    parser.add_argument("--targets", default="in-process,grpc,grpc+b,rest,rest+b,fastapi",
+                        help="also: " + ",".join(peers.PEER_TARGETS + BASE_TARGETS))
+    parser.add_argument("--peers", action="store_true",
+                        help="add BentoML and MLServer (" + ",".join(peers.PEER_TARGETS) + ") serving the same "
+                             "SavedModels, each in its own venv under ~/.cache/tfship-bench/venvs (created on "
+                             "first use: ~2 min and ~1.7 GB each)")
+    parser.add_argument("--baseline-rev", metavar="REV",
+                        help="also measure tfship-model-server at git revision REV (from a temporary worktree) "
+                             "as " + ",".join(BASE_TARGETS))
+    parser.add_argument("--idle-connections", type=int, default=2000, metavar="N",
+                        help="p99 of the rest mlp b1 c16 cell with and without N idle keep-alive connections "
+                             "(paired rounds; 0: skip)")
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each cell")
     parser.add_argument("--min-calls", type=int, default=3)
     parser.add_argument("--batching-param", action="append", default=[], metavar="NAME=VALUE",
@@ -831,7 +900,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-flag", action="append", default=[],
                         help="extra tfship-model-server flag, e.g. --server-flag=--grpc_max_threads=32")
     parser.add_argument("--paired-rounds", type=int, default=5,
-                        help="alternating rounds behind the two ratio targets' verdicts (0: use the table)")
+                        help="alternating rounds behind the ratio targets' verdicts (0: use the table)")
     parser.add_argument("--quick", action="store_true", help="cnn, batch 1 and 1024, 2 s cells")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "server_bench.json")
     args = parser.parse_args(argv)
@@ -842,20 +911,96 @@ def main(argv: list[str] | None = None) -> int:
         if key not in BATCHING:
             parser.error(f"--batching-param: unknown parameter {key!r}; one of {sorted(BATCHING)}")
         BATCHING[key] = int(value)
-    names = args.models.split(",")
-    batches = [int(b) for b in args.batches.split(",")]
-    concurrencies = [int(c) for c in args.concurrency.split(",")]
     targets = args.targets.split(",")
+    targets += [t for t in (peers.PEER_TARGETS if args.peers else ()) if t not in targets]
+    targets += [t for t in (BASE_TARGETS if args.baseline_rev else ()) if t not in targets]
+    known = ("in-process", "fastapi") + TFSHIP_TARGETS + BASE_TARGETS + peers.PEER_TARGETS
+    for target in targets:
+        if target not in known:
+            parser.error(f"--targets: unknown target {target!r}; one of {', '.join(known)}")
+        if target in BASE_TARGETS and not args.baseline_rev:
+            parser.error(f"--targets {target}: needs --baseline-rev REV (the revision to measure)")
+    args.targets = targets
     h2load = shutil.which("h2load")
     if args.load_generator == "h2load" and h2load is None:
         parser.error("--load-generator h2load: h2load is not on PATH; apt-get install nghttp2-client")
     if args.load_generator == "auto" and h2load is None:
         print("h2load not found: using the Python load generator, which takes CPU from the server "
               "(apt-get install nghttp2-client for the C one)")
-    if args.load_generator == "python":
-        h2load = None
+    args.h2load = None if args.load_generator == "python" else h2load
+    if args.h2load is None and any(t in peers.PEER_TARGETS for t in targets):
+        parser.error("the peers (--peers) are driven by h2load only: apt-get install nghttp2-client")
+    return args
+
+
+def start_servers(args: argparse.Namespace, workdir: Path, models: dict[str, tuple[Path, Path, tuple[int, ...]]],
+                  baseline: Baseline | None, servers: list[Server]) -> list[tuple[str, Server]]:
+    """Start every server the targets need (appending each to ``servers`` as it starts, so a failure
+    later still stops it); returns (target, server) in measuring order."""
+    plan: list[tuple[str, Server]] = []
+    targets = args.targets
+    for label, exe, suffix in (("", None, ""), (f" {baseline.commit if baseline else ''} (@base)",
+                                                  baseline.model_server if baseline else None, "@base")):
+        for batching in (False, True):
+            wanted = [t + suffix for t in (("grpc+b", "rest+b") if batching else ("grpc", "rest"))]
+            wanted = [t for t in wanted if t in targets]
+            if wanted:
+                print(f"starting tfship-model-server{label} (batching {'on' if batching else 'off'}) ...", flush=True)
+                servers.append(start_model_server(workdir, list(models), batching, workdir, args.server_flag,
+                                                  exe=exe, label=suffix.replace("@", "_")))
+                plan += [(t, servers[-1]) for t in wanted]
+    if "fastapi" in targets:
+        print("starting FastAPI + model.predict (floor) ...", flush=True)
+        floor = start_fastapi(models, workdir)
+        if floor is not None:
+            servers.append(floor)
+            plan.append(("fastapi", floor))
+    for peer in ("bentoml", "mlserver"):
+        for batching in (False, True):
+            wanted = [t for t in peers.PEER_TARGETS
+                      if t in targets and peers.peer_of(t) == peer and t.endswith("+b") == batching]
+            if wanted:
+                print(f"starting {peer} {peers.PEER_VERSIONS[peer]} (batching {'on' if batching else 'off'}) ...",
+                      flush=True)
+                servers.append(peers.start_peer(peer, {n: m[0] for n, m in models.items()}, batching, workdir))
+                plan += [(t, servers[-1]) for t in wanted]
+    return plan
+
+
+def best_target(cells: list[Cell], model: str, targets: tuple[str, ...]) -> str | None:
+    """The target with the most rows/s at ``model`` b1 c16 (the many-small-clients cell)."""
+    found = [c for c in cells if c.model == model and c.batch == 1 and c.concurrency == 16 and c.target in targets]
+    return max(found, key=lambda c: c.rows_per_s).target if found else None
+
+
+def idle_rounds(rounds: int, count: int, port: int, model: str, p99: Callable[[], float]) -> list[tuple[float, float]]:
+    """``rounds`` pairs of (p99 with ``count`` idle keep-alive connections open, p99 without), alternating."""
+
+    def with_idle() -> float:
+        idle = IdleConnections(port, f"/v1/models/{model}", count)
+        try:
+            result = p99()
+            still = idle.still_open()
+        finally:
+            idle.close()
+        print(f"    {still} of {count} idle connections still open after the cell", flush=True)
+        return result
+
+    return paired_rounds(rounds, with_idle, p99)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    names = args.models.split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    targets: list[str] = args.targets
+    h2load: str | None = args.h2load
     load_generator = h2load_version(h2load) if h2load is not None else "python"
     print(f"load generator: {load_generator}", flush=True)
+    if args.idle_connections:
+        # before any server starts: they inherit it, and each idle connection is a file on both sides
+        raise_file_limit(args.idle_connections)
 
     workdir = Path(tempfile.mkdtemp(prefix="tfship-server-bench-"))
     print(f"building models in {workdir} ...", flush=True)
@@ -863,27 +1008,19 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[Cell] = []
     servers: list[Server] = []
     pool: ClientPool | None = None
+    baseline: Baseline | None = None
     paired: dict[str, list[tuple[float, float]]] = {}
     try:
+        if args.baseline_rev:
+            print(f"checking out {args.baseline_rev} for the @base targets ...", flush=True)
+            baseline = Baseline(args.baseline_rev)
+            print(f"  @base = {baseline.commit}", flush=True)
         if "in-process" in targets:
             print("in-process serving_default signature (ceiling):", flush=True)
             for name, (version_dir, _, shape) in models.items():
                 cells += in_process_cells(name, version_dir, shape, batches, concurrencies,
                                           args.seconds, args.min_calls)
-        plan: list[tuple[str, Server]] = []
-        for batching in (False, True):
-            wanted = [t for t in targets if t in (("grpc+b", "rest+b") if batching else ("grpc", "rest"))]
-            if wanted:
-                print(f"starting tfship-model-server (batching {'on' if batching else 'off'}) ...", flush=True)
-                server = start_model_server(workdir, list(models), batching, workdir, args.server_flag)
-                servers.append(server)
-                plan += [(t, server) for t in wanted]
-        if "fastapi" in targets:
-            print("starting FastAPI + model.predict (floor) ...", flush=True)
-            floor = start_fastapi(models, workdir)
-            if floor is not None:
-                servers.append(floor)
-                plan.append(("fastapi", floor))
+        plan = start_servers(args, workdir, models, baseline, servers)
         if h2load is None:
             pool = ClientPool(args.client_procs)
 
@@ -891,12 +1028,11 @@ def main(argv: list[str] | None = None) -> int:
                     concurrencies: list[int]) -> list[Cell]:
             """Cells of one server and model, driven by whichever load generator this run uses."""
             version_dir, _, shape = models[name]
-            alias = serving_input_alias(version_dir)
             if pool is not None:
-                return server_cells(pool, target, name, alias, shape, server, batches, concurrencies,
+                return server_cells(pool, target, name, version_dir, shape, server, batches, concurrencies,
                                     args.seconds, args.min_calls)
             assert h2load is not None
-            return h2load_server_cells(h2load, target, name, alias, shape, server, batches,
+            return h2load_server_cells(h2load, target, name, version_dir, shape, server, batches,
                                        concurrencies, args.seconds, args.min_calls, workdir)
 
         for target, server in plan:
@@ -904,36 +1040,59 @@ def main(argv: list[str] | None = None) -> int:
             for name in models:
                 cells += measure(target, server, name, batches, concurrencies)
         servers_by_target = dict(plan)
-        if args.paired_rounds and "cnn" in models:
-            version_dir, _, shape = models["cnn"]
 
-            def server_rate(target: str, batch: int, concurrency: int) -> float:
-                return measure(target, servers_by_target[target], "cnn", [batch], [concurrency])[0].rows_per_s
+        def server_cell(target: str, model: str, batch: int, concurrency: int) -> Cell:
+            return measure(target, servers_by_target[target], model, [batch], [concurrency])[0]
+
+        def server_rate(target: str, model: str, batch: int, concurrency: int) -> float:
+            return server_cell(target, model, batch, concurrency).rows_per_s
+
+        if args.paired_rounds and "cnn" in models and "in-process" in targets and "grpc" in servers_by_target:
+            version_dir, _, shape = models["cnn"]
 
             def ceiling_rate(concurrency: int) -> float:
                 return in_process_cells("cnn", version_dir, shape, [1024], [concurrency], args.seconds,
                                         args.min_calls)[0].rows_per_s
 
-            if "in-process" in targets and "grpc" in servers_by_target:
-                for conc in concurrencies:
-                    print(f"paired rounds, gRPC vs in-process at batch 1024, {conc} client(s) "
-                          f"({args.paired_rounds}):")
-                    paired[f"ceiling_c{conc}"] = paired_rounds(
-                        args.paired_rounds, functools.partial(server_rate, "grpc", 1024, conc),
-                        functools.partial(ceiling_rate, conc))
+            for conc in concurrencies:
+                print(f"paired rounds, gRPC vs in-process at cnn batch 1024, {conc} client(s) "
+                      f"({args.paired_rounds}):")
+                paired[f"ceiling_c{conc}"] = paired_rounds(
+                    args.paired_rounds, functools.partial(server_rate, "grpc", "cnn", 1024, conc),
+                    functools.partial(ceiling_rate, conc))
+        for name in models if args.paired_rounds else ():
             if "grpc" in servers_by_target and "grpc+b" in servers_by_target:
-                print(f"paired rounds, batching on vs off at batch 1, 16 clients ({args.paired_rounds}):")
-                paired["batching"] = paired_rounds(args.paired_rounds, lambda: server_rate("grpc+b", 1, 16),
-                                                   lambda: server_rate("grpc", 1, 16))
+                print(f"paired rounds, {name} batching on vs off at batch 1, 16 clients ({args.paired_rounds}):")
+                paired[f"batching_{name}"] = paired_rounds(
+                    args.paired_rounds, functools.partial(server_rate, "grpc+b", name, 1, 16),
+                    functools.partial(server_rate, "grpc", name, 1, 16))
+            new, base = best_target(cells, name, TFSHIP_TARGETS), best_target(cells, name, BASE_TARGETS)
+            if new and base:
+                print(f"paired rounds, {name} best tfship ({new}) vs best @base ({base}) at batch 1, 16 clients "
+                      f"({args.paired_rounds}):")
+                paired[f"base_{name}"] = paired_rounds(
+                    args.paired_rounds, functools.partial(server_rate, new, name, 1, 16),
+                    functools.partial(server_rate, base, name, 1, 16))
+        if args.idle_connections and args.paired_rounds and "mlp" in models and "rest" in servers_by_target:
+            print(f"paired rounds, rest mlp b1 c16 p99 with vs without {args.idle_connections} idle keep-alive "
+                  f"connections ({args.paired_rounds}):")
+            paired["idle_p99"] = idle_rounds(
+                args.paired_rounds, args.idle_connections, servers_by_target["rest"].rest_port, "mlp",
+                lambda: server_cell("rest", "mlp", 1, 16).p99_ms)
     finally:
         if pool is not None:
             pool.close()
         for server in servers:
             server.stop()
+        if baseline is not None:
+            baseline.close()
 
-    order = [t for t in ("in-process", "grpc", "grpc+b", "rest", "rest+b", "fastapi") if t in targets]
     print("\nrows/s (p50 latency); +b = --enable_batching", BATCHING)
-    print(table(cells, order))
+    main_order = ("in-process",) + TFSHIP_TARGETS + BASE_TARGETS + ("fastapi",)
+    print(table(cells, [t for t in main_order if t in targets]))
+    if any(t in peers.PEER_TARGETS for t in targets):
+        print("\npeers (same SavedModels, same load generator):")
+        print(table(cells, [t for t in TFSHIP_TARGETS + peers.PEER_TARGETS if t in targets]))
     results = checks(cells, paired)
     for label, ok, detail in results:
         print(f"{'PASS' if ok else 'MISS'}  {label}: {detail}")
@@ -945,6 +1104,10 @@ def main(argv: list[str] | None = None) -> int:
         "load_generator": load_generator,
         "client_procs": args.client_procs if h2load is None else None,
         "seconds_per_cell": args.seconds,
+        "baseline": baseline.commit if baseline else None,
+        "peers": {peer: {"version": version, "mlserver_batching": peers.MLSERVER_BATCHING if peer == "mlserver"
+                         else None} for peer, version in peers.PEER_VERSIONS.items()} if args.peers else None,
+        "idle_connections": args.idle_connections,
         "cells": [asdict(c) for c in cells],
         "paired_rounds": paired,
         "targets": [{"target": label, "met": ok, "detail": detail} for label, ok, detail in results],
