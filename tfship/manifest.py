@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -212,6 +213,12 @@ def _from_storable(array: np.ndarray) -> np.ndarray:
     return array
 
 
+# np.load reads each .npy header with ast.literal_eval, which CPython 3.11 (before 3.11.9)
+# cannot run in two threads at once: "SystemError: AST constructor recursion depth mismatch"
+# (gh-106905), seen when a fleet checks parity on its replicas in parallel.
+_NPY_HEADER_LOCK = threading.Lock()
+
+
 def load_samples(
     version_dir: str | os.PathLike[str],
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -219,7 +226,7 @@ def load_samples(
     arrays of ``bytes``."""
     path = Path(version_dir) / SAMPLES_PATH
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with _NPY_HEADER_LOCK, np.load(path, allow_pickle=False) as data:
             inputs: dict[str, np.ndarray] = {}
             outputs: dict[str, np.ndarray] = {}
             for key in data.files:
