@@ -213,9 +213,10 @@ def _from_storable(array: np.ndarray) -> np.ndarray:
     return array
 
 
-# np.load reads each .npy header with ast.literal_eval, which CPython 3.11 (before 3.11.9)
-# cannot run in two threads at once: "SystemError: AST constructor recursion depth mismatch"
-# (gh-106905), seen when a fleet checks parity on its replicas in parallel.
+# np.load reads each .npy header with ast.literal_eval, whose AST state (a recursion counter) is
+# shared by the interpreter's threads in CPython 3.11: two at once can fail with "SystemError: AST
+# constructor recursion depth mismatch" (cf. gh-106905), seen when a fleet checked parity on its
+# replicas in parallel on 3.11.7.
 _NPY_HEADER_LOCK = threading.Lock()
 
 
