@@ -3,15 +3,17 @@
 A connection, idle or mid-request, is a protocol object on the loop, not a thread: thousands of
 idle keep-alive clients and clients that send their bodies slowly cost memory, not throughput.
 uvicorn parses HTTP/1.1 (chunked bodies, keep-alive, pipelining, ``Expect: 100-continue``);
-asyncio sets TCP_NODELAY on every accepted socket. What is ours: binding the socket ourselves
+asyncio sets TCP_NODELAY on accepted TCP sockets. What is ours: binding the socket ourselves
 (so ``.port`` and bind errors are known when :meth:`RestServer.start` returns), parse errors
-answered in TF Serving's ``{"error": ...}`` form, a bound on the request head, and draining.
+answered in TF Serving's ``{"error": ...}`` form, a bound on the request head, an immediate ACK
+of a request head (Nagle-on clients), and draining.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import socket
 import sys
@@ -63,6 +65,8 @@ def _protocol_class(extra_headers: list[tuple[bytes, bytes]], max_body_bytes: in
         def on_headers_complete(self) -> None:
             self._head_bytes = 0
             self._in_body = True
+            if any(name in (b"content-length", b"transfer-encoding") for name, _ in self.headers):
+                _ack_now(self.transport)
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:
@@ -86,6 +90,18 @@ def _protocol_class(extra_headers: list[tuple[bytes, bytes]], max_body_bytes: in
             self.transport.close()
 
     return Protocol
+
+
+def _ack_now(transport: Any) -> None:
+    """ACK the request head at once: a client that writes head and body separately with Nagle on
+    (httpx, requests) otherwise holds its body until our delayed ACK (~40 ms per request)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+
+
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
 
 
 def _parse_error(reason: str, max_body_bytes: int) -> tuple[int, str]:
@@ -155,8 +171,18 @@ class RestServer:
     def start(self) -> None:
         """Bind and listen (errors raise here), then serve on the event loop."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._socket = socket.create_server((self.host, self.port), family=family, backlog=BACKLOG)
-        self.port = self._socket.getsockname()[1]
+        # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+        # and without it a response's head and body writes meet the client's delayed ACK (+40 ms)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
+        self.port = sock.getsockname()[1]
         if self._owns_loop:
             self.serving_loop.start()
         # Server.serve(sockets=...) is uvicorn's way to serve a socket bound elsewhere; it installs

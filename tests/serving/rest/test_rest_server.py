@@ -224,6 +224,9 @@ def test_keep_alive_pipelining_expect_continue_and_headers(start_rest: Callable[
         assert first[0] == 200 and b"3.0" in first[2]
         assert second[0] == 200 and b"AVAILABLE" in second[2]
         assert first[1][b"server"] == b"tfship-model-server" and b"date" in first[1]
+        # head and body of a response are two writes: without TCP_NODELAY each meets a delayed ACK
+        (connection,) = server._server.server_state.connections
+        assert connection.transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         sock.sendall(b"POST /v1/models/half:predict HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(GOOD_BODY))
         assert sock.recv(64) == b"HTTP/1.1 100 Continue\r\n\r\n"
