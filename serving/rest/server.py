@@ -20,7 +20,6 @@ import sys
 from http import HTTPStatus
 from typing import Any
 
-import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 

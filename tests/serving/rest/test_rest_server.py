@@ -6,6 +6,7 @@ connections and send exact bytes) and httpx.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import socket
 import threading
@@ -194,10 +195,9 @@ def test_framing_errors_are_client_errors_with_a_message(
 ) -> None:
     server = start_rest(max_body_bytes=1000, cors=True)
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        try:
+        # the server may answer and close before reading everything (head-too-large)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(request_bytes)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before reading everything (head-too-large)
         got, headers, body = read_response(sock)
         assert (got, headers[b"content-type"]) == (status, b"application/json")
         assert fragment in body, body
@@ -240,7 +240,8 @@ def test_keep_alive_pipelining_expect_continue_and_headers(start_rest: Callable[
         assert status == 501 and b"Unsupported method ('PROPFIND')" in body
         sock.sendall(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
         status, headers, body = read_response(sock)
-        assert (status, headers[b"content-type"], body) == (404, b"text/html", b"<html><body>404 Not Found</body></html>")
+        assert (status, headers[b"content-type"]) == (404, b"text/html")
+        assert body == b"<html><body>404 Not Found</body></html>"
 
 
 def test_shutdown_drains_in_flight_requests_and_closes_idle_connections(
