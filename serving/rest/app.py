@@ -3,7 +3,8 @@
 What lives here is what TF Serving's HTTP layer does before and after a ``/v1`` request: the
 body limit (``--rest_api_max_request_bytes``, from Content-Length before reading, while the body
 streams in, and after gzip decompression), CORS, the Prometheus path, the 404 page for other
-paths, metrics, and at most ``rest_api_num_threads`` requests handled at once. HTTP/1.1 itself
+paths, metrics, and at most ``rest_api_num_threads`` requests handled at once (status and metadata
+GETs, answered on the loop, take no slot). HTTP/1.1 itself
 (parsing, chunked bodies, keep-alive, pipelining) is uvicorn's; server.py runs this app on the
 server's event loop.
 """
@@ -127,8 +128,11 @@ class RestApp:
         if gauge is not None:
             gauge.inc()
         try:
-            async with self._slots:
+            if method == "GET":  # status and metadata are answered on the loop: never behind model runs
                 response = await handle_async(self.core, method, path, body, self.timeout, self.serving_loop)
+            else:
+                async with self._slots:
+                    response = await handle_async(self.core, method, path, body, self.timeout, self.serving_loop)
         finally:
             if gauge is not None:
                 gauge.dec()
