@@ -1,59 +1,127 @@
-"""The REST HTTP server: stdlib ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive) around protocol.py.
+"""The REST HTTP server: uvicorn (httptools) running app.py's ASGI app on the server's event loop.
 
-Why the stdlib server: requests are model-bound and JSON work happens in orjson/numpy, so the
-HTTP layer is a small part of a request (measured in bench/); it adds no dependency. Concurrency:
-one thread per connection, at most ``rest_api_num_threads`` requests processed at once
-(semaphore). Bodies are bounded (``max_body_bytes``, also after gzip decompression).
+A connection, idle or mid-request, is a protocol object on the loop, not a thread: thousands of
+idle keep-alive clients and clients that send their bodies slowly cost memory, not throughput.
+uvicorn parses HTTP/1.1 (chunked bodies, keep-alive, pipelining, ``Expect: 100-continue``);
+asyncio sets TCP_NODELAY on accepted TCP sockets. What is ours: binding the socket ourselves
+(so ``.port`` and bind errors are known when :meth:`RestServer.start` returns), parse errors
+answered in TF Serving's ``{"error": ...}`` form, a bound on the request head, an immediate ACK
+of a request head (Nagle-on clients), and draining.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
-import gzip
 import logging
-import re
 import socket
-import threading
-import time
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
+from http import HTTPStatus
 from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from tfship.wire import json as wjson
 
 from ..core.server_core import ServerCore
-from .protocol import handle
+from ..event_loop import ServingLoop
+from .app import DEFAULT_MAX_BODY_BYTES, RestApp, cors_headers, too_large_message
 
 __all__ = ["RestServer", "DEFAULT_MAX_BODY_BYTES"]
 
 log = logging.getLogger("tfship.serving")
 
-#: default bound of a request body (after decompression); --rest_api_max_request_bytes changes it
-DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
-
-_V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
-_ORIGIN = re.compile(r"https?://.*", re.IGNORECASE)
-_JSON = "application/json"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+#: connections waiting to be accepted; 2,048 so a burst of clients is not refused (uvicorn's default)
+BACKLOG = 2048
+#: an idle keep-alive connection is closed after this long. TF Serving keeps idle connections open;
+#: pooled clients (nginx upstream keepalive 60 s, requests without expiry) must not have a pooled
+#: connection closed under them (a POST racing the close fails), while a connection abandoned without
+#: a FIN is reclaimed eventually. An idle connection costs a few KiB on the loop, nothing else.
+KEEP_ALIVE_SECONDS = 600
+#: the request line and headers together; the stdlib server allowed 100 lines of 64 KiB
+MAX_HEAD_BYTES = 1024 * 1024
 
 
-def _ack_now(h: BaseHTTPRequestHandler) -> None:
-    """ACK the headers at once: clients that write headers and body separately (httpx, requests)
-    with Nagle on would otherwise wait for our delayed ACK (~40 ms) before sending the body."""
-    with contextlib.suppress(OSError, AttributeError):
-        h.connection.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+def _protocol_class(extra_headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol, answering malformed requests like the rest of the API."""
+
+    class Protocol(HttpToolsProtocol):
+        _head_bytes = 0
+        _in_body = False
+
+        def data_received(self, data: bytes) -> None:
+            if not self._in_body:
+                # httptools buffers a header until its line ends: bound what a client can make us hold
+                self._head_bytes += len(data)
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    self._refuse(431, f"Request header fields too large: the request line and headers "
+                                      f"exceed {MAX_HEAD_BYTES} bytes.")
+                    return
+            super().data_received(data)
+
+        def on_headers_complete(self) -> None:
+            self._head_bytes = 0
+            self._in_body = True
+            if any(name in (b"content-length", b"transfer-encoding") for name, _ in self.headers):
+                _ack_now(self.transport)
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_body = False
+            super().on_message_complete()
+
+        def send_400_response(self, msg: str) -> None:
+            # uvicorn calls this from its `except httptools.HttpParserError`: the reason is llhttp's
+            exc = sys.exc_info()[1]
+            self._refuse(*_parse_error(str(exc) if exc is not None else msg, max_body_bytes))
+
+        def _refuse(self, status: int, message: str) -> None:
+            if self.transport.is_closing():
+                return
+            body = wjson.dumps({"error": message})
+            head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
+            headers = [*self.server_state.default_headers, (b"content-type", b"application/json"),
+                       (b"content-length", b"%d" % len(body)), *extra_headers, (b"connection", b"close")]
+            head += [b"%s: %s\r\n" % header for header in headers]
+            self.transport.write(b"".join(head) + b"\r\n" + body)
+            self.transport.close()
+
+    return Protocol
+
+
+def _ack_now(transport: Any) -> None:
+    """ACK the request head at once: a client that writes head and body separately with Nagle on
+    (httpx, requests) otherwise holds its body until our delayed ACK (~40 ms per request)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
 
 
 _TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", 12)
 
 
+def _parse_error(reason: str, max_body_bytes: int) -> tuple[int, str]:
+    """The status and message for an llhttp error (its reasons are short English sentences)."""
+    lowered = reason.lower()
+    if "overflow" in lowered:  # a Content-Length or chunk size beyond 2**64
+        return 413, too_large_message(f"more than {2**64 - 1}", max_body_bytes)
+    if "content-length" in lowered:
+        return 400, f"Invalid Content-Length header: {reason}"
+    if "chunk" in lowered:
+        return 400, ("Malformed chunked request body: a chunk size must be a non-negative hexadecimal "
+                     f"number and each chunk end with CRLF ({reason})")
+    return 400, f"Malformed HTTP request: {reason}"
+
+
 class RestServer:
-    """Serve ``/v1/...`` (and the Prometheus path) for one :class:`ServerCore`."""
+    """Serve ``/v1/...`` (and the Prometheus path) for one :class:`ServerCore` on an event loop.
+
+    ``serving_loop`` is the process's :class:`ServingLoop` (shared with gRPC); without one the
+    server makes and owns a loop whose executor runs ``num_threads`` model calls at once.
+    """
 
     def __init__(
         self,
@@ -66,221 +134,81 @@ class RestServer:
         cors: bool = False,
         prometheus_path: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        serving_loop: Any = None,
+        serving_loop: ServingLoop | None = None,
     ) -> None:
         self.core = core
-        self.metrics = core.metrics
-        self.timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
-        self.cors = cors
-        self.prometheus_path = prometheus_path
-        self.max_body_bytes = max_body_bytes
-        self._slots = threading.BoundedSemaphore(num_threads)
-        self._inflight = 0
-        self._idle = threading.Condition()
-        self._closing = False
-        self._httpd = _Server((host, port), self._handler_class())
-        self.port = self._httpd.server_address[1]
-        self._thread: threading.Thread | None = None
+        self.host = host
+        self.port = port
+        self._owns_loop = serving_loop is None
+        self.serving_loop = serving_loop if serving_loop is not None else ServingLoop(num_threads, name="rest")
+        self.app = RestApp(
+            core, self.serving_loop, num_threads=num_threads, timeout_ms=timeout_ms, cors=cors,
+            prometheus_path=prometheus_path, max_body_bytes=max_body_bytes,
+        )
+        if logging.getLogger("uvicorn.error").level == logging.NOTSET:
+            # uvicorn logs every malformed request at WARNING: a hostile client must not flood our log
+            logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
+        self._config = uvicorn.Config(
+            self.app,
+            http=_protocol_class(cors_headers(cors), max_body_bytes),
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,  # the API does not look at the client's address
+            server_header=False,
+            headers=[("server", "tfship-model-server")],
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            backlog=BACKLOG,
+            limit_concurrency=None,  # idle connections are cheap; rest_api_num_threads bounds the work
+        )
+        self._server = uvicorn.Server(self._config)
+        self._socket: socket.socket | None = None
+        self._serving: concurrent.futures.Future[None] | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="rest", daemon=True
-        )
-        self._thread.start()
+        """Bind and listen (errors raise here), then serve on the event loop."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        # proto=IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+        # and without it a response's head and body writes meet the client's delayed ACK (+40 ms)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(BACKLOG)
+        except OSError:
+            sock.close()
+            raise
+        self._socket = sock
+        self.port = sock.getsockname()[1]
+        if self._owns_loop:
+            self.serving_loop.start()
+        # Server.serve(sockets=...) is uvicorn's way to serve a socket bound elsewhere; it installs
+        # no signal handlers off the main thread (the process's main thread handles SIGTERM).
+        self._serving = self.serving_loop.submit(self._server.serve(sockets=[self._socket]))
 
     def shutdown(self, drain_timeout: float = 30.0) -> None:
-        """Stop accepting, wait (bounded) for in-flight requests, close the socket."""
-        self._closing = True
-        self._httpd.shutdown()
-        deadline = time.monotonic() + drain_timeout
-        with self._idle:
-            while self._inflight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._idle.wait(remaining)
-        self._httpd.server_close()
-
-    # ------------------------------------------------------------------ request handling
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        rest = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # headers and body go out in two writes: without TCP_NODELAY, Nagle + delayed ACK
-            # add ~40 ms to every keep-alive request
-            disable_nagle_algorithm = True
-            server_version = "tfship-model-server"
-            sys_version = ""
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass  # access logs would cost more than the request itself
-
-            def do_GET(self) -> None:  # noqa: N802
-                rest._serve(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                rest._serve(self, "POST")
-
-            def do_OPTIONS(self) -> None:  # noqa: N802
-                rest._serve(self, "OPTIONS")
-
-            def do_PUT(self) -> None:  # noqa: N802
-                rest._serve(self, "PUT")
-
-            def do_DELETE(self) -> None:  # noqa: N802
-                rest._serve(self, "DELETE")
-
-            def do_PATCH(self) -> None:  # noqa: N802
-                rest._serve(self, "PATCH")
-
-            def do_HEAD(self) -> None:  # noqa: N802
-                rest._serve(self, "HEAD")
-
-        return Handler
-
-    def _send(
-        self, h: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str | None = _JSON
-    ) -> None:
-        h.send_response(status)
-        if content_type:
-            h.send_header("Content-Type", content_type)
-        h.send_header("Content-Length", str(len(body)))
-        if self.cors:
-            h.send_header("Access-Control-Allow-Origin", "*")
-            h.send_header("Access-Control-Allow-Methods", "POST, GET")
-            h.send_header("Access-Control-Allow-Headers", "Content-Type")
-        if self._closing:
-            h.send_header("Connection", "close")
-            h.close_connection = True
-        h.end_headers()
-        if h.command != "HEAD":
-            h.wfile.write(body)
-
-    def _error(self, h: BaseHTTPRequestHandler, status: int, message: str) -> None:
-        self._send(h, status, wjson.dumps({"error": message}))
-
-    def _read_body(self, h: BaseHTTPRequestHandler) -> bytes | None:
-        """The (decompressed) body, or ``None`` after an error response was sent."""
-        if h.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            body = self._read_chunked(h)
-            if body is None:
-                return None
-        else:
-            try:
-                length = int(h.headers.get("Content-Length") or 0)
-                if length < 0:
-                    raise ValueError(length)
-            except ValueError:
-                self._error(h, 400, "Invalid Content-Length header")
-                h.close_connection = True
-                return None
-            if length > self.max_body_bytes:
-                self._too_large(h, length)
-                return None
-            if length > 0:
-                _ack_now(h)
-            body = h.rfile.read(length) if length > 0 else b""
-        if h.headers.get("Content-Encoding", "").lower() == "gzip":
-            try:
-                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                out = d.decompress(body, self.max_body_bytes + 1)
-                if len(out) > self.max_body_bytes:
-                    self._too_large(h, len(out))
-                    return None
-                if not d.eof:  # zlib returns what it could; the JSON error would mislead
-                    raise zlib.error("the gzip stream ends early (truncated body?)")
-                body = out
-            except (zlib.error, gzip.BadGzipFile) as exc:
-                self._error(h, 400, f"Failed to decompress gzip request body: {exc}")
-                return None
-        return body
-
-    def _read_chunked(self, h: BaseHTTPRequestHandler) -> bytes | None:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            line = h.rfile.readline(65537)
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-                if size < 0:  # int() takes "-1", and read(-1) would read to the end of the stream
-                    raise ValueError(line)
-            except ValueError:
-                self._error(h, 400, "Malformed chunked request body: a chunk size must be a "
-                                    "non-negative hexadecimal number")
-                h.close_connection = True
-                return None
-            if size == 0:
-                while h.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
-            total += size
-            if total > self.max_body_bytes:
-                self._too_large(h, total)
-                return None
-            parts.append(h.rfile.read(size))
-            h.rfile.readline(3)
-
-    def _too_large(self, h: BaseHTTPRequestHandler, size: int) -> None:
-        h.close_connection = True  # the unread body makes the connection unusable
-        self._error(
-            h, 413,
-            f"Request body of {size} bytes exceeds the limit of {self.max_body_bytes} bytes "
-            "(--rest_api_max_request_bytes): send fewer rows per request or raise the limit.",
-        )
-
-    def _serve(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        with self._idle:
-            self._inflight += 1
+        """Stop accepting, let in-flight requests finish (bounded by ``drain_timeout``), close."""
+        if self._serving is None:
+            return
+        self.app.closing = True
+        self._config.timeout_graceful_shutdown = max(0.0, drain_timeout)  # type: ignore[assignment]
+        self._server.should_exit = True
         try:
-            self._dispatch(h, method)
-        except (BrokenPipeError, ConnectionResetError):
-            h.close_connection = True
-        finally:
-            with self._idle:
-                self._inflight -= 1
-                if not self._inflight:
-                    self._idle.notify_all()
+            self._serving.result(drain_timeout + 5)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            log.warning("REST server did not stop within %.0f s", drain_timeout)
+        except Exception:  # noqa: BLE001 - stopping must finish; the failure is logged
+            log.exception("REST server failed while stopping")
+        self._serving = None
+        if self.serving_loop.running:
+            self.serving_loop.call(self._close_connections(), timeout=5)
+        if self._owns_loop:
+            self.serving_loop.stop()
 
-    def _dispatch(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        # Always consume the body, whatever the method: leftovers would corrupt keep-alive.
-        body = b""
-        if h.headers.get("Content-Length") or h.headers.get("Transfer-Encoding"):
-            read = self._read_body(h)
-            if read is None:
-                return
-            body = read
-        path = h.path.split("?", 1)[0]
-        if self.prometheus_path is not None and path == self.prometheus_path and method == "GET":
-            from ..metrics import CONTENT_TYPE
-
-            self._send(h, 200, self.metrics.exposition(), CONTENT_TYPE)
-            return
-        if not _V1.fullmatch(path):
-            self._send(h, 404, b"<html><body>404 Not Found</body></html>", "text/html")
-            return
-        if method == "OPTIONS":
-            origin = h.headers.get("Origin", "")
-            if _ORIGIN.fullmatch(origin):
-                self._send(h, 200, b"", None)
-            else:
-                self._error(h, 400, "Origin header is missing in CORS preflight")
-            return
-        start = time.perf_counter()
-        gauge = self.metrics.in_flight("REST") if self.metrics is not None else None
-        if gauge is not None:
-            gauge.inc()
-        try:
-            with self._slots:
-                response = handle(self.core, method, path, body, self.timeout)
-        finally:
-            if gauge is not None:
-                gauge.dec()
-        if self.metrics is not None and response.api:
-            self.metrics.observe_request(
-                response.model, response.version, response.api, "REST", response.code,
-                time.perf_counter() - start,
-            )
-        self._send(h, response.status, response.body)
-
+    async def _close_connections(self) -> None:
+        # uvicorn leaves connections whose requests outlived the drain open; nothing will answer them
+        for connection in list(self._server.server_state.connections):
+            connection.transport.close()
+        await asyncio.sleep(0)

@@ -166,19 +166,22 @@ def test_rest_request_past_its_deadline_in_the_queue_is_504(gated_model_dir, ope
     httpx = pytest.importorskip("httpx")
     from tfship.serving.config.model_config import ModelEntry
     from tfship.serving.core.server_core import CoreOptions, ServerCore
+    from tfship.serving.event_loop import ServingLoop
     from tfship.serving.rest.server import RestServer
 
     log = BatchLog()
     loaded: list[Servable] = []
+    # one loop for the batcher and the REST front end, as tfship-model-server wires them
+    serving_loop = ServingLoop(model_threads=2).start()
 
     def load(name, version, path):
-        options = LoadOptions(batching=params(max_batch_size=10), on_batch=log)
+        options = LoadOptions(batching=params(max_batch_size=10), on_batch=log, serving_loop=serving_loop)
         loaded.append(Servable.load(name, version, path, options))
         return loaded[-1]
 
     core = ServerCore(CoreOptions(max_num_load_retries=0), loader=load)
     core.manager.apply_config([ModelEntry("gated", str(gated_model_dir.parent))])
-    rest = RestServer(core, port=0, timeout_ms=300)
+    rest = RestServer(core, port=0, timeout_ms=300, serving_loop=serving_loop)
     rest.start()
     url = f"http://127.0.0.1:{rest.port}/v1/models/gated:predict"
     try:
@@ -198,6 +201,7 @@ def test_rest_request_past_its_deadline_in_the_queue_is_504(gated_model_dir, ope
     finally:
         rest.shutdown(drain_timeout=5)
         core.stop(drain_timeout=5)
+        serving_loop.stop()
 
 
 def test_allowed_batch_sizes_pad_and_unpad(half_plus_two):

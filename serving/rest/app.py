@@ -1,0 +1,211 @@
+"""The REST front end as an ASGI application: HTTP framing rules around protocol.py.
+
+What lives here is what TF Serving's HTTP layer does before and after a ``/v1`` request: the
+body limit (``--rest_api_max_request_bytes``, from Content-Length before reading, while the body
+streams in, and after gzip decompression), CORS, the Prometheus path, the 404 page for other
+paths, metrics, and at most ``rest_api_num_threads`` requests handled at once (status and metadata
+GETs, answered on the loop, take no slot). HTTP/1.1 itself
+(parsing, chunked bodies, keep-alive, pipelining) is uvicorn's; server.py runs this app on the
+server's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tfship.wire import json as wjson
+
+from ..core.server_core import ServerCore
+from ..event_loop import ServingLoop
+from .protocol import handle_async
+
+__all__ = ["RestApp", "DEFAULT_MAX_BODY_BYTES", "too_large_message"]
+
+#: default bound of a request body (after decompression); --rest_api_max_request_bytes changes it
+DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
+
+_V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+_ORIGIN = re.compile(r"https?://.*", re.IGNORECASE)
+_JSON = b"application/json"
+_HTML_404 = b"<html><body>404 Not Found</body></html>"
+#: the methods TF Serving's REST API answers (others get 501, as from the stdlib server before)
+_METHODS = frozenset({"GET", "POST", "OPTIONS", "PUT", "DELETE", "PATCH", "HEAD"})
+#: gzip bodies at least this large are decompressed off the loop (a 512 MB body takes seconds)
+_GZIP_OFF_LOOP_BYTES = 64 * 1024
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def too_large_message(size: int | str, limit: int) -> str:
+    return (f"Request body of {size} bytes exceeds the limit of {limit} bytes "
+            "(--rest_api_max_request_bytes): send fewer rows per request or raise the limit.")
+
+
+def cors_headers(enabled: bool) -> list[tuple[bytes, bytes]]:
+    if not enabled:
+        return []
+    return [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"POST, GET"),
+            (b"access-control-allow-headers", b"Content-Type")]
+
+
+class _Reject(Exception):
+    """A request refused before it reaches protocol.py (its status, message, and whether the
+    connection must close because an unread body is left on it)."""
+
+    def __init__(self, status: int, message: str, close: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.message, self.close = status, message, close
+
+
+class _Gone(Exception):
+    """The client disconnected before its body arrived: nothing to answer."""
+
+
+class RestApp:
+    """ASGI application serving ``/v1/...`` (and the Prometheus path) for one :class:`ServerCore`."""
+
+    def __init__(
+        self,
+        core: ServerCore,
+        serving_loop: ServingLoop,
+        *,
+        num_threads: int = 4,
+        timeout_ms: int = 30000,
+        cors: bool = False,
+        prometheus_path: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.core = core
+        self.metrics = core.metrics
+        self.serving_loop = serving_loop
+        self.timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
+        self.prometheus_path = prometheus_path
+        self.max_body_bytes = max_body_bytes
+        self.extra_headers = cors_headers(cors)
+        #: set by the server when it drains: every response then says ``Connection: close``
+        self.closing = False
+        self._slots = asyncio.Semaphore(max(1, num_threads))
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        method: str = scope["method"]
+        try:
+            body = await self._read_body(scope, receive)
+        except _Reject as exc:
+            await self._send(send, exc.status, wjson.dumps({"error": exc.message}), close=exc.close)
+            return
+        except _Gone:
+            return
+        # the raw target, not uvicorn's percent-decoded path: protocol.py unquotes names itself
+        path = scope["raw_path"].decode("latin-1")
+        if self.prometheus_path is not None and path == self.prometheus_path and method == "GET":
+            from ..metrics import CONTENT_TYPE
+
+            await self._send(send, 200, self.metrics.exposition(), CONTENT_TYPE.encode())
+            return
+        if method not in _METHODS:
+            await self._send(send, 501, wjson.dumps({"error": f"Unsupported method ({method!r})"}))
+            return
+        if not _V1.fullmatch(path):
+            await self._send(send, 404, _HTML_404, b"text/html")
+            return
+        if method == "OPTIONS":
+            origin = _header(scope, b"origin")
+            if origin is not None and _ORIGIN.fullmatch(origin.decode("latin-1")):
+                await self._send(send, 200, b"", None)
+            else:
+                await self._send(send, 400, wjson.dumps({"error": "Origin header is missing in CORS preflight"}))
+            return
+        start = time.perf_counter()
+        gauge = self.metrics.in_flight("REST") if self.metrics is not None else None
+        if gauge is not None:
+            gauge.inc()
+        try:
+            if method == "GET":  # status and metadata are answered on the loop: never behind model runs
+                response = await handle_async(self.core, method, path, body, self.timeout, self.serving_loop)
+            else:
+                async with self._slots:
+                    response = await handle_async(self.core, method, path, body, self.timeout, self.serving_loop)
+        finally:
+            if gauge is not None:
+                gauge.dec()
+        if self.metrics is not None and response.api:
+            self.metrics.observe_request(
+                response.model, response.version, response.api, "REST", response.code,
+                time.perf_counter() - start,
+            )
+        await self._send(send, response.status, response.body)
+
+    async def _read_body(self, scope: dict[str, Any], receive: Receive) -> bytes:
+        """The (decompressed) body. Read whatever the method: uvicorn frames it, we bound it."""
+        length = encoding = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                chunked = True  # the parser accepts no other final encoding
+            elif name == b"content-encoding":
+                encoding = value
+        if length is None and not chunked:
+            return b""
+        if length is not None and int(length) > self.max_body_bytes:  # the parser checked it is a number
+            raise _Reject(413, too_large_message(int(length), self.max_body_bytes), close=True)
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Gone
+            chunk = message.get("body", b"")
+            if chunk:
+                total += len(chunk)
+                if total > self.max_body_bytes:  # only a chunked body gets here
+                    raise _Reject(413, too_large_message(total, self.max_body_bytes), close=True)
+                parts.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = parts[0] if len(parts) == 1 else b"".join(parts)
+        if encoding is not None and encoding.lower() == b"gzip":
+            if len(body) >= _GZIP_OFF_LOOP_BYTES:
+                return await self.serving_loop.run_blocking(self._gunzip, body)
+            return self._gunzip(body)
+        return body
+
+    def _gunzip(self, body: bytes) -> bytes:
+        try:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = d.decompress(body, self.max_body_bytes + 1)
+            if len(out) > self.max_body_bytes:
+                raise _Reject(413, too_large_message(len(out), self.max_body_bytes), close=True)
+            if not d.eof:  # zlib returns what it could; the JSON error would mislead
+                raise zlib.error("the gzip stream ends early (truncated body?)")
+            return out
+        except zlib.error as exc:
+            raise _Reject(400, f"Failed to decompress gzip request body: {exc}") from None
+
+    async def _send(
+        self, send: Send, status: int, body: bytes, content_type: bytes | None = _JSON, close: bool = False
+    ) -> None:
+        headers = [(b"content-length", str(len(body)).encode())]
+        if content_type:
+            headers.append((b"content-type", content_type))
+        headers += self.extra_headers
+        if close or self.closing:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
