@@ -117,7 +117,9 @@ class _Route:
 
     def __init__(self, method: str, path: str) -> None:
         self.method, self.path = method, path
-        self.model, self.version, self.label, self.api = "", None, None, ""
+        self.model, self.api = "", ""
+        self.version: int | None = None
+        self.label: str | None = None
 
     def parse_post(self) -> None:
         m = PREDICT_RE.fullmatch(self.path)

@@ -188,6 +188,11 @@ class Batcher:
         the call raises DeadlineExceededError and its rows are not run (or their result is
         dropped if the batch is already running).
         """
+        if asyncio.get_running_loop() is not self._loop:
+            # a caller on another loop (a servable loaded without the server's loop): hand over
+            return await asyncio.wrap_future(
+                self._serving_loop.submit(self.submit(feeds, fetches, timeout))
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         if not feeds:
             raise InvalidArgumentError(

@@ -328,3 +328,19 @@ def test_a_cancelled_caller_leaves_its_batch(gated_batched, open_gate):
     with pytest.raises(CancelledError):
         waiting.result(timeout=5)
     assert log.sizes == [1]  # the cancelled row never ran
+
+
+def test_predict_async_from_another_loop_reaches_the_batcher(half_plus_two_dir):
+    # a servable loaded without the server's loop batches on its own; a caller on some other
+    # event loop is handed over instead of awaiting a future of a foreign loop
+    from tfship.serving.event_loop import ServingLoop
+
+    servable = Servable.load("half_plus_two", 123, half_plus_two_dir,
+                             LoadOptions(batching=params(max_batch_size=4)))
+    other = ServingLoop(1).start()
+    try:
+        out = other.call(servable.predict_async("", {"x": np.float32([[2]])}, (), 10, other), timeout=30)
+        assert out["y"].tolist() == [[3.0]]
+    finally:
+        other.stop()
+        servable.close()
