@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from server_process import Server, free_port, wait_ready
+from server_process import Server, free_port
 
 PEER_APPS = Path(__file__).parent / "peer_apps"
 PEER_TARGETS = ("bentoml", "bentoml+b", "mlserver", "mlserver+b", "mlserver-grpc", "mlserver-grpc+b")
@@ -131,13 +131,7 @@ def start_bentoml(models: dict[str, Path], batching: bool, workdir: Path) -> Ser
     argv = [str(venv / "bin" / "bentoml"), "serve", "bentoml_service:TfshipBench", "--host", "127.0.0.1",
             "--port", str(port), "--working-dir", str(PEER_APPS)]
     log = workdir / f"bentoml{'_batching' if batching else ''}.log"
-    server = Server(argv, log, None, port, env=env, cwd=workdir)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/readyz", server.proc, lambda body: True, log)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return Server(argv, log, None, port, env=env, cwd=workdir).ready([f"http://127.0.0.1:{port}/readyz"])
 
 
 def start_mlserver(models: dict[str, Path], batching: bool, workdir: Path) -> Server:
@@ -161,13 +155,7 @@ def start_mlserver(models: dict[str, Path], batching: bool, workdir: Path) -> Se
     log = workdir / f"{root.name}.log"
     server = Server([str(venv / "bin" / "mlserver"), "start", str(root)], log, grpc_port, rest_port,
                     env=_env(venv, workdir), cwd=root)
-    try:
-        for name in models:
-            wait_ready(f"http://127.0.0.1:{rest_port}/v2/models/{name}/ready", server.proc, lambda body: True, log)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return server.ready([f"http://127.0.0.1:{rest_port}/v2/models/{name}/ready" for name in models])
 
 
 def start_peer(peer: str, models: dict[str, Path], batching: bool, workdir: Path) -> Server:

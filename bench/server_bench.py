@@ -96,7 +96,7 @@ import numpy as np
 import peers
 from baseline import Baseline
 from idle_connections import IdleConnections, raise_file_limit
-from server_process import Server, free_port, wait_ready
+from server_process import Server, free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -197,15 +197,8 @@ def start_model_server(base: Path, names: list[str], batching: bool, workdir: Pa
         params.write_text("".join(f"{k} {{ value: {v} }}\n" for k, v in BATCHING.items()))
         argv += ["--enable_batching", f"--batching_parameters_file={params}"]
     log = workdir / f"model_server{label}{'_batching' if batching else ''}.log"
-    server = Server(argv, log, grpc_port, rest_port)
-    try:
-        for name in names:
-            wait_ready(f"http://127.0.0.1:{rest_port}/v1/models/{name}", server.proc,
-                       lambda body: b'"AVAILABLE"' in body, log)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return Server(argv, log, grpc_port, rest_port).ready(
+        [f"http://127.0.0.1:{rest_port}/v1/models/{name}" for name in names], lambda body: b'"AVAILABLE"' in body)
 
 
 FASTAPI_APP = textwrap.dedent(
@@ -248,13 +241,7 @@ def start_fastapi(models: dict[str, tuple[Path, Path, tuple[int, ...]]], workdir
     port = free_port()
     argv = [sys.executable, str(app), str(port)] + [f"{n}={k}" for n, (_, k, _) in models.items()]
     log = workdir / "fastapi.log"
-    server = Server(argv, log, None, port)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}/ready", server.proc, lambda body: True, log)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return Server(argv, log, None, port).ready([f"http://127.0.0.1:{port}/ready"])
 
 
 # --------------------------------------------------------------------------- load generation

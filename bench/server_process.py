@@ -54,6 +54,17 @@ class Server:
         self.proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                      start_new_session=True)
 
+    def ready(self, urls: list[str], ok: Callable[[bytes], bool] = lambda body: True) -> Server:
+        """Wait until every URL answers 200 with a body ``ok`` accepts; stop the server (and
+        re-raise) if one never does. Returns the server."""
+        try:
+            for url in urls:
+                wait_ready(url, self.proc, ok, self.log)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def cpu_seconds(self) -> float:
         """CPU seconds of the server process and its live descendants (worker processes)."""
         return sum(process_cpu_seconds(pid) for pid in process_tree(self.proc.pid))
