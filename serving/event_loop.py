@@ -70,10 +70,6 @@ class ServingLoop:
             raise RuntimeError("ServingLoop.call() would deadlock on the loop's own thread")
         return self.submit(coro).result(timeout)
 
-    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` on the loop (thread-safe, fire and forget)."""
-        self.loop.call_soon_threadsafe(fn, *args)
-
     def run_blocking(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
         """From the loop: run ``fn(*args)`` on the executor, awaitable."""
         return self.loop.run_in_executor(self.executor, fn, *args)

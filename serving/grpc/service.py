@@ -36,7 +36,7 @@ from ..core.method_check import check_method_name
 from ..core.server_core import ServerCore, resolve_model_spec
 from ..event_loop import ServingLoop
 from .predict_request import MalformedRequest, predict_inputs
-from .status import abort, abort_with, grpc_code  # noqa: F401 - re-exported for tests
+from .status import abort
 
 __all__ = ["PredictionServicer", "ModelServicer", "model_status_response", "metadata_response"]
 

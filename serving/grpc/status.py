@@ -8,7 +8,7 @@ import grpc
 
 from tfship.errors import Code, ServingError
 
-__all__ = ["grpc_code", "truncate_message", "abort", "abort_with", "MAX_MESSAGE_CHARS"]
+__all__ = ["grpc_code", "truncate_message", "abort", "MAX_MESSAGE_CHARS"]
 
 MAX_MESSAGE_CHARS = 1024
 
@@ -26,13 +26,7 @@ def truncate_message(message: str) -> str:
     return message[:MAX_MESSAGE_CHARS] + "...TRUNCATED"
 
 
-def abort_with(context: Any, exc: ServingError) -> NoReturn:
-    """End the RPC with ``exc``'s code and (truncated) message."""
-    context.abort(grpc_code(exc.code), truncate_message(exc.message))
-    raise AssertionError("unreachable")  # context.abort raises
-
-
 async def abort(context: Any, exc: ServingError) -> NoReturn:
-    """:func:`abort_with` for a grpc.aio servicer context."""
+    """End the RPC (a grpc.aio servicer context) with ``exc``'s code and (truncated) message."""
     await context.abort(grpc_code(exc.code), truncate_message(exc.message))
     raise AssertionError("unreachable")  # context.abort raises
