@@ -155,6 +155,8 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
         """Classify / Regress: tf.Examples in, one result per example out (spec 5.2)."""
         from tfship.serving.runtime.examples import serialized_examples
 
+        timeout = _timeout(context)  # read on the loop: the context belongs to it
+
         def run(h: Any) -> Any:
             sig = request.model_spec.signature_name
             if self.method_name_check:
@@ -162,10 +164,10 @@ class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceSer
             examples = serialized_examples(request.input)
             if api == "classify":
                 response = classification_pb2.ClassificationResponse()
-                fill_classification(response.result, h.servable.classify(sig, examples, _timeout(context)))
+                fill_classification(response.result, h.servable.classify(sig, examples, timeout))
             else:
                 response = regression_pb2.RegressionResponse()
-                fill_regression(response.result, h.servable.regress(sig, examples, _timeout(context)))
+                fill_regression(response.result, h.servable.regress(sig, examples, timeout))
             _fill_spec(response.model_spec, request.model_spec.name, h.version, sig)
             return response
 

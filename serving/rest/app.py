@@ -12,6 +12,7 @@ server's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import zlib
@@ -128,11 +129,9 @@ class RestApp:
         if gauge is not None:
             gauge.inc()
         try:
-            if method == "GET":  # status and metadata are answered on the loop: never behind model runs
+            # status and metadata are answered on the loop: they take no slot, never wait behind model runs
+            async with contextlib.nullcontext() if method == "GET" else self._slots:
                 response = await handle_async(self.core, method, path, body, self.timeout, self.serving_loop)
-            else:
-                async with self._slots:
-                    response = await handle_async(self.core, method, path, body, self.timeout, self.serving_loop)
         finally:
             if gauge is not None:
                 gauge.dec()
