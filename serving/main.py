@@ -71,6 +71,8 @@ class ModelServer:
     def __init__(self, flags: dict[str, Any]) -> None:
         self.flags = flags
         self.core: Any = None
+        #: the one data plane under every front end (its routing and observer hooks live here)
+        self.data_plane: Any = None
         self.grpc_server: Any = None
         self.rest_server: Any = None
         self.metrics: Any = None
@@ -144,6 +146,9 @@ class ModelServer:
         self.metrics = ServerMetrics()
         self.core = ServerCore(options, metrics=self.metrics)
         self.core.start(config)
+        from .data_plane import DataPlane
+
+        self.data_plane = DataPlane(self.core, self.serving_loop)
         self.core.start_pollers(f["model_config_file"] or None,
                                 f["model_config_file_poll_wait_seconds"])
         self._start_grpc()
@@ -161,6 +166,7 @@ class ModelServer:
                 channel_arguments=f["grpc_channel_arguments"],
                 tensor_content=f["enable_serialization_as_tensor_content"],
                 health_check=f["enable_grpc_healthcheck_service"],
+                data_plane=self.data_plane,
             )
             if f["port"]:
                 address = f"{f['host']}:{f['port']}"
@@ -201,6 +207,7 @@ class ModelServer:
             prometheus_path=prometheus_path,
             max_body_bytes=max(0, f["rest_api_max_request_bytes"]),
             serving_loop=self.serving_loop,
+            data_plane=self.data_plane,
         )
         self.rest_server.start()
         self.rest_port = self.rest_server.port

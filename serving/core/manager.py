@@ -128,8 +128,19 @@ class ModelManager:
 
     # ------------------------------------------------------------------ requests (hot path)
 
-    def acquire(self, name: str, version: int | None = None, label: str | None = None) -> Handle:
-        """A handle on the requested version (spec 4); raises NOT_FOUND / INVALID_ARGUMENT."""
+    def acquire(
+        self,
+        name: str,
+        version: int | None = None,
+        label: str | None = None,
+        choose: Callable[[str, tuple[int, ...]], int] | None = None,
+    ) -> Handle:
+        """A handle on the requested version (spec 4); raises NOT_FOUND / INVALID_ARGUMENT.
+
+        Without a version or label the highest AVAILABLE version serves, unless ``choose`` is
+        given: it is called (under the manager's lock, so keep it cheap) with the model name and
+        its AVAILABLE versions, ascending, and returns the one to serve.
+        """
         with self._cond:
             model = self._models.get(name)
             if label is not None and label != "":
@@ -140,6 +151,11 @@ class ModelManager:
                     )
                 version = labels[label]
             if model is not None:
+                if version is None and choose is not None:
+                    available = tuple(sorted(v.version for v in model.versions.values()
+                                             if v.state == State.AVAILABLE))
+                    if available:
+                        version = choose(name, available)
                 if version is None:
                     best: _Version | None = None
                     for v in model.versions.values():

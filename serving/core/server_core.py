@@ -1,7 +1,7 @@
 """ServerCore: the manager plus config application, reloads and the file-system/config pollers.
 
-Frontends (gRPC, REST) hold one :class:`ServerCore` and call :meth:`ServerCore.acquire` per
-request; ``main`` builds it from the flags.
+The data plane (``serving.data_plane``) holds one :class:`ServerCore` and acquires versions from
+its manager per request; ``main`` builds it from the flags.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfship.errors import InvalidArgumentError, ServingError
+from tfship.errors import ServingError
 
-from .manager import Handle, ModelEntry, ModelManager, State
+from .manager import ModelEntry, ModelManager, State
 from .server_config import entries_from_config
 
-__all__ = ["CoreOptions", "ServerCore", "resolve_model_spec"]
+__all__ = ["CoreOptions", "ServerCore"]
 
 log = logging.getLogger("tfship.serving")
 
@@ -40,20 +40,6 @@ class CoreOptions:
     inter_op_threads: int = 0
     enable_signature_method_name_check: bool = False  # read by the frontends
     serving_loop: Any = None  # serving.event_loop.ServingLoop: the batchers schedule on it
-
-
-def resolve_model_spec(spec: Any, has_spec: bool = True) -> tuple[str, int | None, str | None]:
-    """``ModelSpec`` -> (name, version, label), with TF Serving's errors (spec 4)."""
-    if not has_spec:
-        raise InvalidArgumentError("Missing ModelSpec")
-    if not spec.name:
-        raise InvalidArgumentError("ModelSpec has no name specified.")
-    which = spec.WhichOneof("version_choice")
-    if which == "version":
-        return spec.name, int(spec.version.value), None
-    if which == "version_label":
-        return spec.name, None, spec.version_label
-    return spec.name, None, None
 
 
 class ServerCore:
@@ -175,15 +161,6 @@ class ServerCore:
                           exc.message)
             except Exception:  # noqa: BLE001
                 log.exception("Failed to reload model config %s", path)
-
-    # ------------------------------------------------------------------ requests
-
-    def acquire(self, name: str, version: int | None = None, label: str | None = None) -> Handle:
-        return self.manager.acquire(name, version, label)
-
-    def acquire_spec(self, spec: Any, has_spec: bool = True) -> Handle:
-        name, version, label = resolve_model_spec(spec, has_spec)
-        return self.manager.acquire(name, version, label)
 
     # ------------------------------------------------------------------ shutdown
 

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import (
 )
 
 from ..core.server_core import ServerCore
+from ..data_plane import DataPlane
 from ..event_loop import ServingLoop
 from .allocator import keep_freed_heap
 from .health import add_health_service
@@ -54,6 +55,7 @@ def build_grpc_server(
     channel_arguments: str = "",
     tensor_content: bool = False,
     health_check: bool = False,
+    data_plane: DataPlane | None = None,
 ) -> grpc.aio.Server:
     """A ``grpc.aio.Server`` with PredictionService and ModelService; add ports, then start it.
 
@@ -67,10 +69,12 @@ def build_grpc_server(
     ]
     options += parse_channel_arguments(channel_arguments)
     server = grpc.aio.server(options=options, maximum_concurrent_rpcs=None)
-    predictions = PredictionServicer(core, serving_loop, tensor_content=tensor_content)
+    plane = data_plane if data_plane is not None else DataPlane(core, serving_loop)
     server.add_generic_rpc_handlers((
-        prediction_service_handler(predictions),
-        model_service_handler(ModelServicer(core, serving_loop, tensor_content=tensor_content)),
+        prediction_service_handler(
+            PredictionServicer(core, serving_loop, tensor_content=tensor_content, data_plane=plane)),
+        model_service_handler(
+            ModelServicer(core, serving_loop, tensor_content=tensor_content, data_plane=plane)),
     ))
     if health_check:
         add_health_service(server)

@@ -1,26 +1,24 @@
 """PredictionService and ModelService servicers (spec 5) on tensorflow-serving-api's messages.
 
-Each RPC resolves the ModelSpec (spec 4), takes a reference on the version for the duration of
-the call (so unloading drains it), runs the servable and maps ServingErrors 1:1 to gRPC codes.
-Messages longer than 1024 chars are cut and suffixed ``...TRUNCATED`` like grpc_status_util.cc.
+A thin adapter over :class:`serving.data_plane.DataPlane`: each RPC decodes its request into the
+plane's values (a ModelRef, numpy inputs, example bytes), awaits the plane, and encodes the answer;
+the plane's ServingErrors become gRPC codes. Messages longer than 1024 chars are cut and suffixed
+``...TRUNCATED`` like grpc_status_util.cc.
 
-The methods are coroutines on the server's event loop (grpc.aio): requests and responses are
-decoded and built on the loop; Predict awaits the servable (its batcher, or one hop to the model
-executor); status and metadata never leave the loop; what blocks otherwise (Classify/Regress/
-MultiInference runs, config reloads) runs on the loop's executor.
+The methods are coroutines on the server's event loop (grpc.aio); the deadline is read here, on
+the loop, because the context belongs to it. What blocks (model runs, config reloads) runs on the
+loop's executor.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from tensorflow_serving.apis import (
     classification_pb2,
-    get_model_metadata_pb2,
-    get_model_status_pb2,
     inference_pb2,
     model_management_pb2,
     model_service_pb2_grpc,
@@ -29,27 +27,22 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from tfship.errors import Code, InvalidArgumentError, ServingError, UnknownError
+from tfship.errors import Code, InvalidArgumentError, ServingError
 from tfship.wire.tensor import to_tensor_proto
 
-from ..core.method_check import check_method_name
-from ..core.server_core import ServerCore, resolve_model_spec
+from ..core.server_core import ServerCore
+from ..data_plane import DataPlane, InferenceTask, ModelRef
+from ..data_plane.tf_serving import metadata_response, status_response
 from ..event_loop import ServingLoop
+from ..runtime.examples import serialized_examples
 from .predict_request import MalformedRequest, predict_inputs
 from .status import abort
 
-__all__ = ["PredictionServicer", "ModelServicer", "model_status_response", "metadata_response"]
+__all__ = ["PredictionServicer", "ModelServicer"]
 
 log = logging.getLogger("tfship.serving")
 
-_DEFAULT_SIGNATURE = "serving_default"
-
-
-def _fill_spec(out: Any, name: str, version: int, signature: str | None) -> None:
-    out.name = name
-    out.version.value = version
-    if signature is not None:
-        out.signature_name = signature or _DEFAULT_SIGNATURE
+_ENTRYPOINT = "GRPC"
 
 
 def _timeout(context: Any) -> float | None:
@@ -58,196 +51,127 @@ def _timeout(context: Any) -> float | None:
     return remaining if remaining is not None and remaining < 1e8 else None
 
 
-def model_status_response(core: ServerCore, name: str, version: int | None) -> Any:
-    """GetModelStatusResponse for ``name`` (all versions, highest first) or one version."""
-    response = get_model_status_pb2.GetModelStatusResponse()
-    for st in core.manager.status(name, version):
-        entry = response.model_version_status.add()
-        entry.version = st.version
-        entry.state = int(st.state)
-        entry.status.SetInParent()  # upstream always fills status (OK + "" when healthy)
-        if st.error is not None:
-            entry.status.error_code = int(st.error.code)
-            entry.status.error_message = st.error.message
-    return response
-
-
-def metadata_response(handle: Any) -> Any:
-    """GetModelMetadataResponse with every SignatureDef of the loaded MetaGraph (spec 5.4)."""
-    response = get_model_metadata_pb2.GetModelMetadataResponse()
-    _fill_spec(response.model_spec, handle.name, handle.version, None)
-    sig_map = get_model_metadata_pb2.SignatureDefMap()
-    for key, sig in handle.servable.signature_defs.items():
-        sig_map.signature_def[key].CopyFrom(sig)
-    response.metadata["signature_def"].Pack(sig_map)
-    return response
-
-
-def check_metadata_fields(fields: Any) -> None:
-    if len(fields) == 0:
-        raise InvalidArgumentError("GetModelMetadataRequest must specify at least one metadata_field")
-    for f in fields:
-        if f != "signature_def":
-            raise InvalidArgumentError(f"Metadata field {f} is not supported")
+def _fill_spec(out: Any, served: Any) -> None:
+    out.name = served.model
+    out.version.value = served.version
+    out.signature_name = served.signature_name
 
 
 class _Base:
-    def __init__(self, core: ServerCore, serving_loop: ServingLoop, *, tensor_content: bool = False) -> None:
-        self.method_name_check = core.options.enable_signature_method_name_check
+    def __init__(
+        self, core: ServerCore, serving_loop: ServingLoop, *, tensor_content: bool = False,
+        data_plane: DataPlane | None = None,
+    ) -> None:
         self.core = core
         self.loop = serving_loop
+        self.plane = data_plane if data_plane is not None else DataPlane(core, serving_loop)
         self.metrics = core.metrics
         self.typed = not tensor_content
-        self.inflight = self.metrics.in_flight("GRPC") if self.metrics is not None else None
+        self.inflight = self.metrics.in_flight(_ENTRYPOINT) if self.metrics is not None else None
 
-    async def _call(
-        self, api: str, request: Any, context: Any, fn: Callable[[Any], Awaitable[Any]]
+    async def _serve(
+        self, api: str, request: Any, context: Any, call: Callable[[ModelRef], Awaitable[Any]],
+        ref_of: Callable[[Any], ModelRef] = lambda r: ModelRef.from_spec(r.model_spec, r.HasField("model_spec")),
     ) -> Any:
-        """Acquire the version named by ``request.model_spec``, await ``fn(handle)``, map errors."""
-        start = time.perf_counter()
-        malformed = isinstance(request, MalformedRequest)
-        model, version, status = "" if malformed else request.model_spec.name, None, "OK"
+        """Decode the request's ModelSpec, await ``call(ref)`` (the plane), answer its errors."""
         if self.inflight is not None:
             self.inflight.inc()
         try:
-            if malformed:
-                raise request.error()
-            with self.core.acquire_spec(request.model_spec, request.HasField("model_spec")) as h:
-                version = h.version
-                return await fn(h)
-        except ServingError as exc:
-            status = exc.code.name
-            await abort(context, exc)
-        except Exception as exc:  # noqa: BLE001 - a server bug (client mistakes are ServingErrors,
-            # raised by the decode layer; tests/serving/test_fuzz.py checks none lands here)
-            log.exception("%s failed", api)
-            status = "UNKNOWN"
-            await abort(context, UnknownError(f"{type(exc).__name__}: {exc}"))
+            try:
+                if isinstance(request, MalformedRequest):
+                    raise request.error()
+                ref = ref_of(request)
+            except Exception as exc:  # noqa: BLE001 - the plane records and maps it
+                await abort(context, self.plane.reject(api, ModelRef(""), exc, entrypoint=_ENTRYPOINT))
+            try:
+                return await call(ref)
+            except ServingError as exc:
+                await abort(context, exc)
         finally:
-            if self.metrics is not None:
-                self.inflight.dec()  # type: ignore[union-attr]
-                self.metrics.observe_request(
-                    model, version, api, "GRPC", status, time.perf_counter() - start
-                )
+            if self.inflight is not None:
+                self.inflight.dec()
 
 
 class PredictionServicer(_Base, prediction_service_pb2_grpc.PredictionServiceServicer):
     """tensorflow.serving.PredictionService."""
 
     async def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802
-        async def run(h: Any) -> Any:
-            sig = request.model_spec.signature_name
-            if self.method_name_check:
-                check_method_name(h.servable, sig, "predict")
-            inputs = predict_inputs(request)
-            outputs = await h.servable.predict_async(
-                sig, inputs, list(request.output_filter), _timeout(context), self.loop
-            )
+        timeout = _timeout(context)
+
+        async def call(ref: ModelRef) -> Any:
+            served = await self.plane.predict(
+                ref, request.model_spec.signature_name, lambda _sigs: predict_inputs(request),
+                list(request.output_filter), timeout, entrypoint=_ENTRYPOINT)
             response = predict_pb2.PredictResponse()
-            for alias, value in outputs.items():
+            for alias, value in served.value.items():
                 to_tensor_proto(value, response.outputs[alias], typed=self.typed)
-            _fill_spec(response.model_spec, request.model_spec.name, h.version, sig)
+            _fill_spec(response.model_spec, served)
             return response
 
-        return await self._call("predict", request, context, run)
-
-    async def _examples_call(self, api: str, request: Any, context: Any) -> Any:
-        """Classify / Regress: tf.Examples in, one result per example out (spec 5.2)."""
-        from tfship.serving.runtime.examples import serialized_examples
-
-        timeout = _timeout(context)  # read on the loop: the context belongs to it
-
-        def run(h: Any) -> Any:
-            sig = request.model_spec.signature_name
-            if self.method_name_check:
-                check_method_name(h.servable, sig, api)
-            examples = serialized_examples(request.input)
-            if api == "classify":
-                response = classification_pb2.ClassificationResponse()
-                fill_classification(response.result, h.servable.classify(sig, examples, timeout))
-            else:
-                response = regression_pb2.RegressionResponse()
-                fill_regression(response.result, h.servable.regress(sig, examples, timeout))
-            _fill_spec(response.model_spec, request.model_spec.name, h.version, sig)
-            return response
-
-        async def run_blocking(h: Any) -> Any:
-            return await self.loop.run_blocking(run, h)
-
-        return await self._call(api, request, context, run_blocking)
+        return await self._serve("predict", request, context, call)
 
     async def Classify(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return await self._examples_call("classify", request, context)
+        timeout = _timeout(context)
+
+        async def call(ref: ModelRef) -> Any:
+            served = await self.plane.classify(
+                ref, request.model_spec.signature_name, lambda _sigs: serialized_examples(request.input),
+                timeout, entrypoint=_ENTRYPOINT)
+            response = classification_pb2.ClassificationResponse()
+            fill_classification(response.result, served.value)
+            _fill_spec(response.model_spec, served)
+            return response
+
+        return await self._serve("classify", request, context, call)
 
     async def Regress(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return await self._examples_call("regress", request, context)
+        timeout = _timeout(context)
+
+        async def call(ref: ModelRef) -> Any:
+            served = await self.plane.regress(
+                ref, request.model_spec.signature_name, lambda _sigs: serialized_examples(request.input),
+                timeout, entrypoint=_ENTRYPOINT)
+            response = regression_pb2.RegressionResponse()
+            fill_regression(response.result, served.value)
+            _fill_spec(response.model_spec, served)
+            return response
+
+        return await self._serve("regress", request, context, call)
 
     async def MultiInference(self, request: Any, context: Any) -> Any:  # noqa: N802
-        if isinstance(request, MalformedRequest):
-            await abort(context, request.error())
         timeout = _timeout(context)
-        try:
-            return await self.loop.run_blocking(self._multi_inference, request, timeout)
-        except ServingError as exc:
-            await abort(context, exc)
 
-    def _multi_inference(self, request: Any, timeout: float | None) -> Any:
-        from tfship.serving.runtime.examples import serialized_examples
+        def first_ref(r: Any) -> ModelRef:
+            # an empty task list is the plane's error; a first task without a ModelSpec is ours
+            return ModelRef.from_spec(r.tasks[0].model_spec, r.tasks[0].HasField("model_spec")) if r.tasks \
+                else ModelRef("")
 
-        start = time.perf_counter()
-        status, version = "OK", None
-        try:
-            if not request.tasks:
-                raise InvalidArgumentError("Tasks is empty.")
-            first = request.tasks[0]
-            name, _, _ = resolve_model_spec(first.model_spec, first.HasField("model_spec"))
-            for task in request.tasks:
-                if not task.model_spec.name:
-                    raise InvalidArgumentError("Found ModelSpec with an empty model name.")
-                if task.model_spec.name != name:
-                    raise InvalidArgumentError("All ModelSpecs in a MultiInferenceRequest must "
-                                               "access the same model name.")
-            with self.core.acquire_spec(first.model_spec) as h:
-                version = h.version
-                examples = serialized_examples(request.input)
-                tasks = [(t.model_spec.signature_name, t.method_name) for t in request.tasks]
-                results = h.servable.multi_inference(tasks, examples, timeout)
-                response = inference_pb2.MultiInferenceResponse()
-                for task, result in zip(request.tasks, results, strict=True):
-                    out = response.results.add()
-                    out.model_spec.name = name
-                    out.model_spec.version.value = h.version
-                    out.model_spec.signature_name = task.model_spec.signature_name
-                    if isinstance(result, _np_ndarray()):
-                        fill_regression(out.regression_result, result)
-                    else:
-                        fill_classification(out.classification_result, result)
-                return response
-        except ServingError as exc:
-            status = exc.code.name
-            raise
-        except Exception as exc:  # noqa: BLE001 - a server bug, as in _call
-            log.exception("MultiInference failed")
-            status = "UNKNOWN"
-            raise UnknownError(f"{type(exc).__name__}: {exc}") from None
-        finally:
-            if self.metrics is not None and request.tasks:
-                self.metrics.observe_request(request.tasks[0].model_spec.name, version,
-                                             "multi_inference", "GRPC", status,
-                                             time.perf_counter() - start)
+        async def call(first: ModelRef) -> Any:
+            tasks = [InferenceTask(ModelRef.from_spec(t.model_spec) if i else first,
+                                   t.model_spec.signature_name, t.method_name)
+                     for i, t in enumerate(request.tasks)]
+            served = await self.plane.multi_inference(
+                tasks, lambda _sigs: serialized_examples(request.input), timeout, entrypoint=_ENTRYPOINT)
+            response = inference_pb2.MultiInferenceResponse()
+            for task, result in zip(tasks, served.value, strict=True):
+                out = response.results.add()
+                out.model_spec.name = served.model
+                out.model_spec.version.value = served.version
+                out.model_spec.signature_name = task.signature_name
+                if isinstance(result, np.ndarray):
+                    fill_regression(out.regression_result, result)
+                else:
+                    fill_classification(out.classification_result, result)
+            return response
+
+        return await self._serve("multi_inference", request, context, call, first_ref)
 
     async def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
-        async def run(h: Any) -> Any:
-            check_metadata_fields(request.metadata_field)
-            return metadata_response(h)
+        async def call(ref: ModelRef) -> Any:
+            return metadata_response(self.plane.model_metadata(
+                ref, list(request.metadata_field), entrypoint=_ENTRYPOINT))
 
-        return await self._call("get_model_metadata", request, context, run)
-
-
-def _np_ndarray() -> type:
-    import numpy as np
-
-    return np.ndarray
+        return await self._serve("get_model_metadata", request, context, call)
 
 
 def fill_classification(result: Any, classification: Any) -> None:
@@ -277,14 +201,10 @@ class ModelServicer(_Base, model_service_pb2_grpc.ModelServiceServicer):
     """tensorflow.serving.ModelService."""
 
     async def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
-        try:
-            if isinstance(request, MalformedRequest):
-                raise request.error()
-            name, version, _ = resolve_model_spec(request.model_spec,
-                                                  request.HasField("model_spec"))
-            return model_status_response(self.core, name, version)
-        except ServingError as exc:
-            await abort(context, exc)
+        async def call(ref: ModelRef) -> Any:
+            return status_response(self.plane.model_status(ref, entrypoint=_ENTRYPOINT))
+
+        return await self._serve("get_model_status", request, context, call)
 
     async def HandleReloadConfigRequest(self, request: Any, context: Any) -> Any:  # noqa: N802
         if isinstance(request, MalformedRequest):

@@ -3,7 +3,7 @@
 What lives here is what TF Serving's HTTP layer does before and after a ``/v1`` request: the
 body limit (``--rest_api_max_request_bytes``, from Content-Length before reading, while the body
 streams in, and after gzip decompression), CORS, the Prometheus path, the 404 page for other
-paths, metrics, and at most ``rest_api_num_threads`` requests handled at once (status and metadata
+paths, the in-flight gauge, and at most ``rest_api_num_threads`` requests handled at once (status and metadata
 GETs, answered on the loop, take no slot). HTTP/1.1 itself
 (parsing, chunked bodies, keep-alive, pipelining) is uvicorn's; server.py runs this app on the
 server's event loop.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,8 +21,9 @@ from typing import Any
 from tfship.wire import json as wjson
 
 from ..core.server_core import ServerCore
+from ..data_plane import DataPlane
 from ..event_loop import ServingLoop
-from .protocol import handle_async
+from .protocol import handle
 
 __all__ = ["RestApp", "DEFAULT_MAX_BODY_BYTES", "too_large_message"]
 
@@ -81,8 +81,10 @@ class RestApp:
         cors: bool = False,
         prometheus_path: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        data_plane: DataPlane | None = None,
     ) -> None:
         self.core = core
+        self.plane = data_plane if data_plane is not None else DataPlane(core, serving_loop)
         self.metrics = core.metrics
         self.serving_loop = serving_loop
         self.timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
@@ -124,22 +126,16 @@ class RestApp:
             else:
                 await self._send(send, 400, wjson.dumps({"error": "Origin header is missing in CORS preflight"}))
             return
-        start = time.perf_counter()
         gauge = self.metrics.in_flight("REST") if self.metrics is not None else None
         if gauge is not None:
             gauge.inc()
         try:
             # status and metadata are answered on the loop: they take no slot, never wait behind model runs
             async with contextlib.nullcontext() if method == "GET" else self._slots:
-                response = await handle_async(self.core, method, path, body, self.timeout, self.serving_loop)
+                response = await handle(self.plane, method, path, body, self.timeout)
         finally:
             if gauge is not None:
                 gauge.dec()
-        if self.metrics is not None and response.api:
-            self.metrics.observe_request(
-                response.model, response.version, response.api, "REST", response.code,
-                time.perf_counter() - start,
-            )
         await self._send(send, response.status, response.body)
 
     async def _read_body(self, scope: dict[str, Any], receive: Receive) -> bytes:

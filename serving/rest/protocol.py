@@ -1,15 +1,22 @@
 """TF Serving's REST protocol (spec 6): routing, predict/classify/regress/status/metadata bodies.
 
-Transport-free: :func:`handle` maps (method, path, body) to (HTTP status, JSON bytes), so the HTTP
+A thin adapter over :class:`serving.data_plane.DataPlane`: :func:`handle` maps (method, path, body)
+to (HTTP status, JSON bytes) - decode the body, await the plane, encode its answer - so the HTTP
 server stays a thin layer. numpy <-> JSON values go through :mod:`tfship.wire.json`; this module
 owns the protocol rules (row vs columnar, b64 outputs, tf.Example features, error wording).
+
+There is one path, on the serving loop: a body above :data:`LOOP_BODY_BYTES` is parsed, decoded
+and its answer encoded on the loop's executor (megabytes of JSON never stall the loop); the model
+call is awaited exactly as gRPC's (the batcher, or one hop to the executor).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -20,10 +27,10 @@ from tfship.errors import HTTP_STATUS, InvalidArgumentError, ServingError, Unkno
 from tfship.wire import dtypes
 from tfship.wire import json as wjson
 
-from ..core.server_core import ServerCore
-from ..event_loop import ServingLoop
+from ..data_plane import DataPlane, ModelRef
+from ..data_plane.tf_serving import message_json, signature_def_map, status_response
 
-__all__ = ["handle", "handle_async", "RestResponse", "PREDICT_RE", "GET_RE"]
+__all__ = ["handle", "RestResponse", "PREDICT_RE", "GET_RE", "LOOP_BODY_BYTES"]
 
 PREDICT_RE = re.compile(
     r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
@@ -35,16 +42,19 @@ GET_RE = re.compile(
 )
 _INT64_MAX = 2**63 - 1
 _DEFAULT_SIGNATURE = "serving_default"
+_ENTRYPOINT = "REST"
+
+#: a body up to this size is decoded and answered on the event loop (~0.1 ms of JSON); larger
+#: ones are parsed, decoded and encoded on the executor
+LOOP_BODY_BYTES = 1 << 16
+#: outputs of more bytes than this are encoded on the executor (JSON text is several times larger)
+_LOOP_OUTPUT_BYTES = LOOP_BODY_BYTES // 4
 
 
 @dataclass(frozen=True)
 class RestResponse:
     status: int
     body: bytes
-    model: str = ""
-    version: int | None = None
-    api: str = ""
-    code: str = "OK"
 
 
 def error_body(exc: ServingError) -> bytes:
@@ -60,66 +70,86 @@ def _version(text: str | None) -> int | None:
     return value
 
 
-def handle(
-    core: ServerCore, method: str, path: str, body: bytes | bytearray, timeout: float | None
+async def handle(
+    plane: DataPlane, method: str, path: str, body: bytes | bytearray, timeout: float | None
 ) -> RestResponse:
-    """Serve one /v1 request; every failure becomes ``{"error": ...}`` with its HTTP status."""
+    """Serve one /v1 request on the serving loop; every failure becomes ``{"error": ...}`` with
+    its HTTP status. Status and metadata are answered on the loop."""
     route = _Route(method, path)
     try:
-        if method == "POST":
-            route.parse_post()
-            return route.ok(_process(core, route, body, timeout))
         if method == "GET":
-            return route.ok(_get(core, route))
-        raise InvalidArgumentError(f"Malformed request: {method} {path}")
-    except Exception as exc:  # noqa: BLE001 - every failure is a response (see _Route.failed)
-        return route.failed(exc)
-
-
-#: a predict body up to this size is decoded and answered on the event loop (~0.1 ms of JSON);
-#: larger ones go to the executor whole, so megabytes of JSON never stall the loop
-LOOP_BODY_BYTES = 1 << 16
-
-
-async def handle_async(
-    core: ServerCore, method: str, path: str, body: bytes | bytearray, timeout: float | None,
-    serving_loop: ServingLoop,
-) -> RestResponse:
-    """:func:`handle` on the server's event loop, with the same responses.
-
-    Status and metadata are answered on the loop; a small predict is decoded and encoded on the
-    loop and awaits its run (the batcher, or one hop to the executor); everything else runs on
-    ``serving_loop.executor``.
-    """
-    if method == "GET":
-        return handle(core, method, path, body, timeout)
-    route = _Route(method, path)
-    if method != "POST" or len(body) > LOOP_BODY_BYTES:
-        return await serving_loop.run_blocking(handle, core, method, path, body, timeout)
-    try:
+            return route.ok(_get(plane, route))
+        if method != "POST":
+            raise InvalidArgumentError(f"Malformed request: {method} {path}")
         route.parse_post()
-        if route.api != "predict":
-            return await serving_loop.run_blocking(handle, core, method, path, body, timeout)
-        doc, signature_name = _parse_body(route.api, body)
-        with core.acquire(route.model, route.version, route.label) as h:
-            _check_method(core, h.servable, signature_name, route.api)
-            plan = _predict_plan(h.servable, signature_name, doc)
-            outputs = await h.servable.predict_async(
-                signature_name, plan.inputs, (), timeout, serving_loop
-            )
-        return route.ok(plan.response(outputs))
+        large = len(body) > LOOP_BODY_BYTES
+        try:  # JSON errors win, even for unknown models
+            doc, signature_name = (await plane.loop.run_blocking(_parse_body, route.api, body) if large
+                                   else _parse_body(route.api, body))
+        except Exception as exc:  # noqa: BLE001 - the plane records and maps it
+            raise plane.reject(route.api, route.ref, exc, entrypoint=_ENTRYPOINT) from None
+        if route.api == "predict":
+            return route.ok(await _predict(plane, route, doc, signature_name, timeout, large))
+        examples = lambda _sigs: _examples_from_json(doc)  # noqa: E731 - decoded once the model is held
+        if route.api == "classify":
+            served: Any = await plane.classify(route.ref, signature_name, examples, timeout,
+                                               entrypoint=_ENTRYPOINT)
+            encode: Any = _classify_body
+        else:
+            served = await plane.regress(route.ref, signature_name, examples, timeout, entrypoint=_ENTRYPOINT)
+            encode = _regress_body
+        if large or _nbytes(served.value) > _LOOP_OUTPUT_BYTES:
+            return route.ok(await plane.loop.run_blocking(encode, served.value))
+        return route.ok(encode(served.value))
     except Exception as exc:  # noqa: BLE001 - every failure is a response (see _Route.failed)
         return route.failed(exc)
+
+
+async def _predict(
+    plane: DataPlane, route: _Route, doc: dict[str, Any], signature_name: str, timeout: float | None,
+    large: bool,
+) -> bytes:
+    plans: list[_PredictPlan] = []
+
+    def decode(signature_defs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        plans.append(_predict_plan(signature_defs, signature_name, doc))
+        return plans[0].inputs
+
+    served = await plane.predict(route.ref, signature_name, decode, (), timeout, entrypoint=_ENTRYPOINT,
+                                 decode_off_loop=large)
+    if large or _nbytes(served.value) > _LOOP_OUTPUT_BYTES:
+        return await plane.loop.run_blocking(plans[0].response, served.value)
+    return plans[0].response(served.value)
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(v.nbytes for v in value.values())
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    return sum(t.nbytes for t in (value.classes, value.scores) if t is not None)
+
+
+def _classify_body(result: Any) -> bytes:
+    return wjson.dumps({"results": _classify_rows(result)})
+
+
+def _regress_body(values: np.ndarray) -> bytes:
+    return wjson.dumps({"results": wjson.encode_value(values.reshape(-1))})
 
 
 class _Route:
-    """What a request names (model, version, label, API), for routing, errors and metrics."""
+    """What a request names (model, version, label, API), for routing and errors."""
 
     def __init__(self, method: str, path: str) -> None:
         self.method, self.path = method, path
         self.model, self.api = "", ""
         self.version: int | None = None
         self.label: str | None = None
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(self.model, self.version, self.label)
 
     def parse_post(self) -> None:
         m = PREDICT_RE.fullmatch(self.path)
@@ -130,23 +160,21 @@ class _Route:
         self.api = m.group(4).lower()
 
     def ok(self, payload: bytes) -> RestResponse:
-        return RestResponse(200, payload, self.model, self.version, self.api)
+        return RestResponse(200, payload)
 
     def failed(self, exc: Exception) -> RestResponse:
         if isinstance(exc, ServingError):
-            return RestResponse(HTTP_STATUS[exc.code], error_body(exc), self.model, self.version,
-                                self.api, exc.code.name)
-        # a server bug (client mistakes are ServingErrors, raised by the decode layer;
-        # tests/serving/test_fuzz.py checks none lands here): logged with its traceback, and
-        # the client gets a message, never the traceback
-        import logging
-
+            return RestResponse(HTTP_STATUS[exc.code], error_body(exc))
+        # a bug in encoding an answer (the plane answers ServingErrors only): logged with its
+        # traceback, and the client gets a message, never the traceback
         logging.getLogger("tfship.serving").exception("REST %s %s failed", self.method, self.path)
-        err = UnknownError(f"{type(exc).__name__}: {exc}")
-        return RestResponse(500, error_body(err), self.model, self.version, self.api, "UNKNOWN")
+        return RestResponse(500, error_body(UnknownError(f"{type(exc).__name__}: {exc}")))
 
 
-def _get(core: ServerCore, route: _Route) -> bytes:
+# --------------------------------------------------------------------------- GET
+
+
+def _get(plane: DataPlane, route: _Route) -> bytes:
     m = GET_RE.fullmatch(route.path)
     if m is None:
         raise InvalidArgumentError(f"Malformed request: {route.method} {route.path}")
@@ -157,39 +185,21 @@ def _get(core: ServerCore, route: _Route) -> bytes:
     route.label = unquote(m.group(3)) if m.group(3) is not None else None
     if m.group(4):
         route.api = "get_model_metadata"
-        return _metadata(core, route.model, route.version, route.label)
+        return _metadata(plane, route.ref)
     route.api = "get_model_status"
-    return _status(core, route.model, route.version)
+    # status ignores a label, as upstream
+    statuses = plane.model_status(ModelRef(route.model, route.version), entrypoint=_ENTRYPOINT)
+    return wjson.dumps(message_json(status_response(statuses)))
 
 
-# --------------------------------------------------------------------------- GET
+def _metadata(plane: DataPlane, ref: ModelRef) -> bytes:
+    from tensorflow_serving.apis import model_pb2
 
-
-def _to_json_dict(message: Any) -> Any:
-    from google.protobuf import json_format
-
-    return json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-
-
-def _status(core: ServerCore, model: str, version: int | None) -> bytes:
-    from ..grpc.service import model_status_response
-
-    return wjson.dumps(_to_json_dict(model_status_response(core, model, version)))
-
-
-def _metadata(core: ServerCore, model: str, version: int | None, label: str | None) -> bytes:
-    from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
-
-    with core.acquire(model, version, label) as h:
-        spec = model_pb2.ModelSpec(name=model)
-        spec.version.value = h.version
-        sig_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, sig in h.servable.signature_defs.items():
-            sig_map.signature_def[key].CopyFrom(sig)
+    metadata = plane.model_metadata(ref, entrypoint=_ENTRYPOINT)
+    spec = model_pb2.ModelSpec(name=metadata.model)
+    spec.version.value = metadata.version
     return wjson.dumps(
-        {"model_spec": _to_json_dict(spec), "metadata": {"signature_def": _to_json_dict(sig_map)}}
+        {"model_spec": message_json(spec), "metadata": {"signature_def": message_json(signature_def_map(metadata))}}
     )
 
 
@@ -197,7 +207,7 @@ def _metadata(core: ServerCore, model: str, version: int | None, label: str | No
 
 
 def _parse_body(api: str, body: bytes | bytearray) -> tuple[dict[str, Any], str]:
-    """The JSON document and its signature_name. JSON errors win, even for unknown models."""
+    """The JSON document and its signature_name."""
     # Predict bodies may carry megabytes of numbers: wire.json parses those arrays in C,
     # straight to ndarrays (same values and errors).
     doc = wjson.loads(body, numeric_arrays=api == "predict")
@@ -207,28 +217,6 @@ def _parse_body(api: str, body: bytes | bytearray) -> tuple[dict[str, Any], str]
     if not isinstance(signature_name, str):
         raise _format_error(doc, "not formatted correctly. 'signature_name' key must be a string value.")
     return doc, signature_name
-
-
-def _check_method(core: ServerCore, servable: Any, signature_name: str, api: str) -> None:
-    if core.options.enable_signature_method_name_check:
-        from ..core.method_check import check_method_name
-
-        check_method_name(servable, signature_name, api)
-
-
-def _process(core: ServerCore, route: _Route, body: bytes | bytearray, timeout: float | None) -> bytes:
-    doc, signature_name = _parse_body(route.api, body)
-    with core.acquire(route.model, route.version, route.label) as h:
-        _check_method(core, h.servable, signature_name, route.api)
-        if route.api == "predict":
-            plan = _predict_plan(h.servable, signature_name, doc)
-            return plan.response(h.servable.predict(signature_name, plan.inputs, (), timeout))
-        examples = _examples_from_json(doc)
-        if route.api == "classify":
-            result = h.servable.classify(signature_name, examples, timeout)
-            return wjson.dumps({"results": _classify_rows(result)})
-        values = h.servable.regress(signature_name, examples, timeout)
-        return wjson.dumps({"results": wjson.encode_value(values.reshape(-1))})
 
 
 @dataclass
@@ -245,9 +233,9 @@ class _PredictPlan:
         return wjson.dumps({"outputs": _columnar_outputs(outputs, self.signature)})
 
 
-def _predict_plan(servable: Any, signature_name: str, doc: dict[str, Any]) -> _PredictPlan:
+def _predict_plan(signature_defs: Mapping[str, Any], signature_name: str, doc: dict[str, Any]) -> _PredictPlan:
     name = signature_name or _DEFAULT_SIGNATURE
-    signature = servable.signature_defs.get(name)
+    signature = signature_defs.get(name)
     if signature is None:
         raise InvalidArgumentError(f'Serving signature name: "{name}" not found in signature def')
     has_instances, has_inputs = "instances" in doc, "inputs" in doc

@@ -26,6 +26,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from tfship.wire import json as wjson
 
 from ..core.server_core import ServerCore
+from ..data_plane import DataPlane
 from ..event_loop import ServingLoop
 from .app import DEFAULT_MAX_BODY_BYTES, RestApp, cors_headers, too_large_message
 
@@ -135,6 +136,7 @@ class RestServer:
         prometheus_path: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         serving_loop: ServingLoop | None = None,
+        data_plane: DataPlane | None = None,
     ) -> None:
         self.core = core
         self.host = host
@@ -143,7 +145,7 @@ class RestServer:
         self.serving_loop = serving_loop if serving_loop is not None else ServingLoop(num_threads, name="rest")
         self.app = RestApp(
             core, self.serving_loop, num_threads=num_threads, timeout_ms=timeout_ms, cors=cors,
-            prometheus_path=prometheus_path, max_body_bytes=max_body_bytes,
+            prometheus_path=prometheus_path, max_body_bytes=max_body_bytes, data_plane=data_plane,
         )
         if logging.getLogger("uvicorn.error").level == logging.NOTSET:
             # uvicorn logs every malformed request at WARNING: a hostile client must not flood our log
