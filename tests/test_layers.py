@@ -10,11 +10,16 @@ every ``import``/``from ... import`` in it is checked, including lazy imports in
 * ``tfship.deploy`` (orchestration a user runs) may import all of those;
 * ``tfship.cli`` (and ``python -m tfship``) is the entry layer: the thin click CLI over every
   layer may import everything, and nothing imports it.
+
+Inside ``tfship.serving`` the front ends (gRPC, TF Serving REST, V2) are adapters over the one data
+plane: no front end imports another, and the data plane imports none of them. Across the whole
+project no modules import each other in a circle (``TYPE_CHECKING`` imports never run and do not count).
 """
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,3 +117,157 @@ def test_the_walk_sees_lazy_relative_and_literal_imports() -> None:
     assert arrow_is_allowed("tfship.deploy.swap", "tfship.export.api")
     assert arrow_is_allowed("tfship.cli.serve", "tfship.deploy.launch")
     assert not arrow_is_allowed("tfship.manifest", "tfship.export.api")
+
+
+
+# --------------------------------------------------------------------------- inside serving/
+
+#: the model server's front ends: adapters over tfship.serving.data_plane, never over each other
+FRONT_ENDS = ("tfship.serving.grpc", "tfship.serving.rest", "tfship.serving.v2")
+DATA_PLANE = "tfship.serving.data_plane"
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def front_end_of(module: str) -> str | None:
+    return next((f for f in FRONT_ENDS if _within(module, f)), None)
+
+
+def serving_arrow_is_allowed(source: str, target: str) -> bool:
+    """No front end imports another; the data plane imports no front end."""
+    src, dst = front_end_of(source), front_end_of(target)
+    if dst is None:
+        return True
+    if _within(source, DATA_PLANE):
+        return False
+    return src is None or src == dst
+
+
+def test_front_ends_never_import_each_other_nor_sit_under_the_data_plane() -> None:
+    bad = [f"{path.relative_to(ROOT)}:{line}: {source} imports {target}"
+           for path, line, source, target in all_imports() if not serving_arrow_is_allowed(source, target)]
+    assert not bad, ("a front end reaches into another (move the shared piece into serving/data_plane "
+                     "or tfship/wire):\n" + "\n".join(bad))
+
+
+def test_the_serving_rule_catches_sideways_and_upward_imports() -> None:
+    assert not serving_arrow_is_allowed("tfship.serving.rest.protocol", "tfship.serving.grpc.service")
+    assert not serving_arrow_is_allowed("tfship.serving.v2.rest", "tfship.serving.rest.protocol")
+    assert not serving_arrow_is_allowed("tfship.serving.data_plane.plane", "tfship.serving.grpc.status")
+    assert serving_arrow_is_allowed("tfship.serving.rest.protocol", "tfship.serving.data_plane")
+    assert serving_arrow_is_allowed("tfship.serving.grpc.server", "tfship.serving.grpc.service")
+    assert serving_arrow_is_allowed("tfship.serving.main", "tfship.serving.rest.server")
+
+
+# --------------------------------------------------------------------------- circles
+
+#: import circles that exist on purpose, each closed by a lazy import inside a function, with its
+#: reason. Everything else must point one way.
+ALLOWED_CYCLES = {
+    # Client.batcher() is a factory method returning the Batcher that wraps a Client
+    frozenset({"tfship.client.base", "tfship.client.batcher"}),
+    # a fleet rollout swaps each member; swap() plans a fleet when given several targets
+    frozenset({"tfship.deploy.fleet", "tfship.deploy.swap"}),
+}
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    found = {}
+    for top in SOURCES:
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if "protos" not in path.parts:
+                name, is_package = module_name(path)
+                found[name] = (path, is_package)
+    return found
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node except those under ``if TYPE_CHECKING:`` (they never run)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
+def import_graph(modules: dict[str, tuple[Path, bool]]) -> dict[str, set[str]]:
+    """module -> the project modules it imports (``from pkg import sub`` counts as ``pkg.sub``)."""
+    graph: dict[str, set[str]] = {}
+    for name, (path, is_package) in modules.items():
+        package = name if is_package else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in _runtime_nodes(ast.parse(path.read_text(), name)):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    targets.add(sub if sub in modules else base)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[frozenset[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(frozenset(component))
+    return found
+
+
+def test_no_import_circles() -> None:
+    found = cycles(import_graph(_modules()))
+    bad = [sorted(c) for c in found if c not in ALLOWED_CYCLES]
+    assert not bad, "modules importing each other in a circle (lazy imports count):\n" + "\n".join(map(str, bad))
+    stale = ALLOWED_CYCLES - set(found)
+    assert not stale, f"stale entries in ALLOWED_CYCLES (remove them): {sorted(map(sorted, stale))}"
+
+
+def test_the_circle_check_finds_circles_and_ignores_type_checking() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset({"a", "b", "c"})]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import x\nelse:\n    import y\n"
+                     "def f():\n    import z\n")
+    names = {a.name for n in _runtime_nodes(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert names == {"y", "z"}
