@@ -8,7 +8,9 @@ Public API (imported lazily; nothing here imports TensorFlow until used):
 Running the server as a subprocess or a container and waiting for it is orchestration: see
 :mod:`tfship.deploy.launch` (what ``tfship serve`` uses).
 
-Subpackages: ``core`` (versions, manager, config application), ``grpc``, ``rest``, ``runtime``
+Subpackages: ``core`` (versions, manager, config application), ``data_plane`` (every model API
+once, transport-free, with the routing and observer hooks; ``ModelServer.data_plane``), the front
+ends over it ``grpc`` and ``rest`` (thin adapters that never import each other), ``runtime``
 (loading/executing SavedModels), ``config`` (config file formats).
 """
 

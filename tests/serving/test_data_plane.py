@@ -226,3 +226,42 @@ def test_a_record_is_frozen(plane: DataPlane) -> None:
     run(plane, plane.predict(ModelRef("half"), "", {"x": X}))
     with pytest.raises(AttributeError):
         records[0].version = 1  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- under both front ends
+
+
+def test_grpc_and_rest_serve_through_the_servers_one_plane(tf_serving_testdata: Path) -> None:
+    import json
+    import urllib.request
+
+    import grpc
+    from model_server_process import free_port
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tfship.serving.main import ModelServer
+
+    from tfship.wire.tensor import to_tensor_proto
+
+    grpc_port, rest_port = free_port(), free_port()
+    server = ModelServer.from_flags([
+        "--host=127.0.0.1", f"--port={grpc_port}", f"--rest_api_port={rest_port}", "--model_name=half",
+        f"--model_base_path={tf_serving_testdata / 'saved_model_half_plus_two_cpu'}",
+        "--file_system_poll_wait_seconds=0",
+    ])
+    server.start()
+    try:
+        records: list[InferenceRecord] = []
+        server.data_plane.add_observer(records.append)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "half"
+        to_tensor_proto(X, request.inputs["x"])
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        body = json.dumps({"instances": [[1.0], [2.0]]}).encode()
+        rest = urllib.request.Request(f"http://127.0.0.1:{rest_port}/v1/models/half/versions/123:predict", body)
+        with urllib.request.urlopen(rest, timeout=30) as response:
+            assert json.loads(response.read()) == {"predictions": [[2.5], [3.0]]}
+        assert [(r.entrypoint, r.api, r.version, r.pinned) for r in records] == [
+            ("GRPC", "predict", 123, False), ("REST", "predict", 123, True)]
+    finally:
+        server.stop(drain_timeout=5)
