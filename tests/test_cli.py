@@ -7,7 +7,6 @@ import sys
 
 import click
 from click.testing import CliRunner
-
 from tfship.cli import COMMANDS, main
 
 

@@ -1,6 +1,6 @@
 """Imports point down only: deploy -> export | serving | client -> ground (tfship/).
 
-Every module under tfship/, export/, serving/, client/ and deploy/ is parsed (not imported), and
+Every module under tfship/, export/, serving/, client/, deploy/ and cli/ is parsed (not imported), and
 every ``import``/``from ... import`` in it is checked, including lazy imports inside functions,
 ``TYPE_CHECKING`` blocks and ``importlib.import_module("...")`` with a literal name:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: source dir -> the package it installs as (pyproject's package-dir)
 SOURCES = {"tfship": "tfship", "export": "tfship.export", "serving": "tfship.serving",
-           "client": "tfship.client", "deploy": "tfship.deploy"}
+           "client": "tfship.client", "deploy": "tfship.deploy", "cli": "tfship.cli"}
 RANK = {"ground": 0, "export": 1, "serving": 1, "client": 1, "deploy": 2, "cli": 3}
 
 #: (importing module, imported module) pairs allowed against the rule, each with its reason.

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+from tfship.cli import main
 from tfship.deploy.docker import discover_models, dockerfile_template, write_build_context
 from tfship.serving.config import read_batching_parameters_file, read_monitoring_config_file
 
-from tfship.cli import main
 from tfship.errors import ConfigError, InvalidArgumentError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from tfship.cli import main
+
 from tfship.errors import DockerError
 
 # The first test also pays for the stand-in build (~2-4 min fresh on 2 busy cores).

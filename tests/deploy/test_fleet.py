@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from swap_checks import assert_fleet_traffic
+from tfship.cli import main as cli
 from tfship.client import connect
 from tfship.deploy.fleet import fleet_status
 from tfship.deploy.history import read_history
@@ -25,7 +26,6 @@ from tfship.deploy.swap import SwapOptions, rollback, swap
 from tfship.deploy.traffic import Traffic
 from tfship.export import export_model
 
-from tfship.cli import main as cli
 from tfship.errors import SwapError
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]

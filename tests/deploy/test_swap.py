@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from swap_checks import assert_clean_traffic, check_latest_swaps_under_load
+from tfship.cli import main as cli
 from tfship.client import connect
 from tfship.deploy.history import read_history
 from tfship.deploy.launch import start_model_server
@@ -21,7 +22,6 @@ from tfship.deploy.swap import SwapOptions, rollback, swap
 from tfship.deploy.traffic import Traffic
 from tfship.export import export_model
 
-from tfship.cli import main as cli
 from tfship.errors import SwapError
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,8 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tfship.export import load_samples, read_manifest
-
 from tfship.cli import main
+from tfship.export import load_samples, read_manifest
 
 
 @pytest.fixture

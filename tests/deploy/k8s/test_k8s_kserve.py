@@ -117,7 +117,6 @@ def test_kserve_refuses_options_its_runtime_owns(one_model: Path, batching_file:
 
 def test_kserve_cli_writes_one_file_per_model(two_models: Path, tmp_path: Path) -> None:
     from click.testing import CliRunner
-
     from tfship.cli import main
 
     result = CliRunner().invoke(main, ["k8s", "render", str(two_models), "--image", IMAGE, "--kserve",

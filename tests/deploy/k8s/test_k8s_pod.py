@@ -31,9 +31,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from k8s_pod import POD_LABEL, Pod
-from tfship.deploy.k8s import ProbeTiming, RenderOptions, parse_storage, render
-
 from tfship.cli import main
+from tfship.deploy.k8s import ProbeTiming, RenderOptions, parse_storage, render
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(1500)]
 

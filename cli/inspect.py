@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import click
-
 from tfship.cli import EXIT_CHECK_FAILED
 
 

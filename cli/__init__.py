@@ -2,7 +2,8 @@
 
 Commands are registered lazily (``name -> "module:attribute"``) so that ``tfship --help`` and the
 client-side commands start fast and never import TensorFlow unless the verb needs it. To add a
-command, write ``tfship/cli/<verb>.py`` exposing a ``click.Command`` and list it in ``COMMANDS``.
+command, write ``cli/<verb>.py`` (installed as ``tfship.cli.<verb>``) exposing a ``click.Command``
+and list it in ``COMMANDS``.
 
 Exit codes scripts can trust: 0 success, 1 a check failed (parity mismatch, tampered version),
 2 usage or input error, 3 a server/engine could not be reached or started.

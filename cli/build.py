@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 
 import click
-
 from tfship.deploy.docker.context import DEFAULT_BASE_IMAGE
 
 

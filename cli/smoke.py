@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import click
-
 from tfship.cli.predict import unreachable_exits_3, version_options
+
 from tfship.errors import ConfigError
 
 

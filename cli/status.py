@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
 from tfship.cli.predict import unreachable_exits_3
+
 from tfship.errors import ConfigError, NotFoundError, ServingError
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
 from tfship.cli import EXIT_CHECK_FAILED
 
 _common = [
@@ -99,6 +98,7 @@ def swap(models_dir: Path, name: str, new_model: str | None, version: int | None
     all of them; the record lists each replica's result.
     """
     from tfship.deploy.swap import swap as run_swap
+
     from tfship.errors import SwapError
 
     options = _options(urls, label, config_file, reload, timeout, min_replicas, retention=retention,
@@ -130,6 +130,7 @@ def rollback(models_dir: Path, name: str, to_version: int | None, urls: tuple[st
       tfship rollback models mnist --url grpc://127.0.0.1:8500
     """
     from tfship.deploy.swap import rollback as run_rollback
+
     from tfship.errors import SwapError
 
     try:
