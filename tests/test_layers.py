@@ -11,6 +11,8 @@ every ``import``/``from ... import`` in it is checked, including lazy imports in
 * ``tfship.cli`` (and ``python -m tfship``) is the entry layer: the thin click CLI over every
   layer may import everything, and nothing imports it.
 
+There are no exceptions to the direction rule.
+
 Inside ``tfship.serving`` the front ends (gRPC, TF Serving REST, V2) are adapters over the one data
 plane: no front end imports another, and the data plane imports none of them. Across the whole
 project no modules import each other in a circle (``TYPE_CHECKING`` imports never run and do not count).
@@ -27,13 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"tfship": "tfship", "export": "tfship.export", "serving": "tfship.serving",
            "client": "tfship.client", "deploy": "tfship.deploy", "cli": "tfship.cli"}
 RANK = {"ground": 0, "export": 1, "serving": 1, "client": 1, "deploy": 2, "cli": 3}
-
-#: (importing module, imported module) pairs allowed against the rule, each with its reason.
-ALLOWED = {
-    # The README promised `from tfship.client.swap import SwapOptions, swap, rollback`; that module
-    # is now a deprecated alias of tfship.deploy.swap (DeprecationWarning) kept only for the promise.
-    ("tfship.client.swap", "tfship.deploy.swap"),
-}
 
 
 def layer(module: str) -> str:
@@ -78,9 +73,7 @@ def imports(source: str, name: str, is_package: bool = False) -> list[tuple[int,
 
 def arrow_is_allowed(source: str, target: str) -> bool:
     src, dst = layer(source), layer(target)
-    if src == dst or (source, target) in ALLOWED:
-        return True
-    return RANK[dst] < RANK[src]
+    return src == dst or RANK[dst] < RANK[src]
 
 
 def all_imports() -> list[tuple[Path, int, str, str]]:
@@ -99,11 +92,6 @@ def test_imports_point_down_only() -> None:
     bad = [f"{path.relative_to(ROOT)}:{line}: {source} ({layer(source)}) imports {target} ({layer(target)})"
            for path, line, source, target in all_imports() if not arrow_is_allowed(source, target)]
     assert not bad, "upward or sideways imports (see tests/test_layers.py for the rule):\n" + "\n".join(bad)
-
-
-def test_every_allowed_exception_is_still_used() -> None:
-    used = {(source, target) for _, _, source, target in all_imports()}
-    assert used >= ALLOWED, f"stale entries in ALLOWED (remove them): {sorted(ALLOWED - used)}"
 
 
 def test_the_walk_sees_lazy_relative_and_literal_imports() -> None:
