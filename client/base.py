@@ -16,13 +16,21 @@ import abc
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 from tfship.client.config import ClientConfig
 from tfship.client.endpoints import Endpoint, Target
-from tfship.client.types import ClassifyResult, ModelMetadata, Prediction, SignatureInfo, VersionStatus
+from tfship.client.types import (
+    ClassifyResult,
+    Inputs,
+    ModelMetadata,
+    ModelRef,
+    Outputs,
+    Prediction,
+    SignatureInfo,
+    VersionStatus,
+)
 
 from tfship.errors import (
     FailedPreconditionError,
@@ -37,32 +45,6 @@ from tfship.wire.tensor import as_ndarray
 __all__ = ["BaseClient", "Client", "ModelRef", "Inputs", "Outputs"]
 
 T = TypeVar("T")
-Inputs = Any  # ndarray | list | Mapping[str, ndarray | list]
-Outputs = Any  # ndarray | dict[str, ndarray]
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """Which model/version/signature a request addresses (TF Serving's ModelSpec)."""
-
-    name: str
-    version: int | None = None
-    label: str | None = None
-    signature: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.version is not None and self.label is not None:
-            raise InvalidArgumentError(
-                f"Give either version={self.version} or label={self.label!r} for model "
-                f"{self.name!r}, not both (ModelSpec holds one of them)."
-            )
-        if not self.name:
-            raise InvalidArgumentError("A model name is required (ModelSpec has no name specified).")
-
-    def describe(self) -> str:
-        where = (f" version {self.version}" if self.version is not None
-                 else f" label {self.label!r}" if self.label else "")
-        return f"model {self.name!r}{where}"
 
 
 class BaseClient:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tfship.client.base import Inputs, ModelRef, Outputs
+from tfship.client.types import Inputs, ModelRef, Outputs
 
 from tfship.errors import DeadlineExceededError, InvalidArgumentError, ServingError
 

@@ -1,15 +1,47 @@
-"""Result types shared by both transports: model status, signatures, classification results."""
+"""Types shared by both transports and both drivers: what a call addresses (:class:`ModelRef`),
+model status, signatures, classification results."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from tfship.errors import InvalidArgumentError
+
 __all__ = [
-    "VersionStatus", "TensorSpec", "SignatureInfo", "ModelMetadata", "ClassifyResult", "Prediction",
-    "STATE_NAMES",
+    "ModelRef", "Inputs", "Outputs", "VersionStatus", "TensorSpec", "SignatureInfo", "ModelMetadata",
+    "ClassifyResult", "Prediction", "STATE_NAMES",
 ]
+
+Inputs = Any  # ndarray | list | Mapping[str, ndarray | list]
+Outputs = Any  # ndarray | dict[str, ndarray]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model/version/signature a request addresses (TF Serving's ModelSpec)."""
+
+    name: str
+    version: int | None = None
+    label: str | None = None
+    signature: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.version is not None and self.label is not None:
+            raise InvalidArgumentError(
+                f"Give either version={self.version} or label={self.label!r} for model "
+                f"{self.name!r}, not both (ModelSpec holds one of them)."
+            )
+        if not self.name:
+            raise InvalidArgumentError("A model name is required (ModelSpec has no name specified).")
+
+    def describe(self) -> str:
+        where = (f" version {self.version}" if self.version is not None
+                 else f" label {self.label!r}" if self.label else "")
+        return f"model {self.name!r}{where}"
+
 
 #: ModelVersionStatus.State numbers (apis/get_model_status.proto).
 STATE_NAMES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}

@@ -1,4 +1,4 @@
-"""Imports point down only: deploy -> export | serving | client -> ground (tfship/).
+"""Imports point down only: cli -> deploy -> export | serving | client -> ground (tfship/), with no circles.
 
 Every module under tfship/, export/, serving/, client/, deploy/ and cli/ is parsed (not imported), and
 every ``import``/``from ... import`` in it is checked, including lazy imports inside functions,
@@ -15,7 +15,10 @@ There are no exceptions to the direction rule.
 
 Inside ``tfship.serving`` the front ends (gRPC, TF Serving REST, V2) are adapters over the one data
 plane: no front end imports another, and the data plane imports none of them. Across the whole
-project no modules import each other in a circle (``TYPE_CHECKING`` imports never run and do not count).
+project no modules import each other in a circle, lazy imports included: a lazy import that closes a
+circle hides a shared piece that wants a module of its own (``TYPE_CHECKING`` imports never run and do
+not count). There are no exceptions; the one circle left (deploy: swap <-> fleet) is a strict xfail
+until issue 23's second delivery gives the swap plan its own module.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 #: source dir -> the package it installs as (pyproject's package-dir)
@@ -151,16 +156,6 @@ def test_the_serving_rule_catches_sideways_and_upward_imports() -> None:
 
 # --------------------------------------------------------------------------- circles
 
-#: import circles that exist on purpose, each closed by a lazy import inside a function, with its
-#: reason. Everything else must point one way.
-ALLOWED_CYCLES = {
-    # Client.batcher() is a factory method returning the Batcher that wraps a Client
-    frozenset({"tfship.client.base", "tfship.client.batcher"}),
-    # a fleet rollout swaps each member; swap() plans a fleet when given several targets
-    frozenset({"tfship.deploy.fleet", "tfship.deploy.swap"}),
-}
-
-
 def _modules() -> dict[str, tuple[Path, bool]]:
     found = {}
     for top in SOURCES:
@@ -244,12 +239,18 @@ def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
     return found
 
 
-def test_no_import_circles() -> None:
-    found = cycles(import_graph(_modules()))
-    bad = [sorted(c) for c in found if c not in ALLOWED_CYCLES]
-    assert not bad, "modules importing each other in a circle (lazy imports count):\n" + "\n".join(map(str, bad))
-    stale = ALLOWED_CYCLES - set(found)
-    assert not stale, f"stale entries in ALLOWED_CYCLES (remove them): {sorted(map(sorted, stale))}"
+# Arrows between layers only point down, so a circle never leaves its layer: one case per layer.
+@pytest.mark.parametrize("checked", [
+    "ground", "export", "serving", "client",
+    # deploy/fleet.py subclasses swap._Plan and swap.py picks fleet.FleetPlan: the second delivery of
+    # issue 23 gives the plan machinery its own module. strict: this fails once the circle is gone.
+    pytest.param("deploy", marks=pytest.mark.xfail(strict=True, reason="swap <-> fleet, issue 23")),
+    "cli",
+])
+def test_no_import_circles(checked: str) -> None:
+    found = [sorted(c) for c in cycles(import_graph(_modules())) if layer(min(c)) == checked]
+    assert not found, ("modules importing each other in a circle (lazy imports count; give what they share "
+                       "a module of its own):\n" + "\n".join(map(str, found)))
 
 
 def test_the_circle_check_finds_circles_and_ignores_type_checking() -> None:
