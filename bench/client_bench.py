@@ -16,7 +16,7 @@
 4. Concurrent single-row callers (issue 13): 16 and 64 callers (threads on the sync client,
    coroutines on the asyncio client), each calling predict with one row in a loop, plain calls
    vs ``client.batcher`` (max_batch_size 64, max_delay_ms 2), against tfship-model-server with
-   server batching off and on (server_bench's batching parameters), over gRPC (``--callers-transport``).
+   server batching off and on (bench/model_servers.py's batching parameters), over gRPC (``--callers-transport``).
    A Keras MLP 784-256-128-10. Each cell runs ``--caller-seconds`` after a warm-up; plain and
    batcher cells run back to back in alternating order for ``--caller-rounds`` rounds: rows/s is
    the median over rounds, p50/p99 come from every call of the cell, and the batcher/plain ratio
@@ -246,7 +246,7 @@ def caller_rows(seconds: float, rounds: int, transport: str) -> list[dict[str, A
     """Plain vs batcher, sync vs asyncio, 16 and 64 callers, server batching off and on."""
     import tempfile
 
-    from server_bench import BATCHING, SERVER_THREAD_FLAGS
+    from model_servers import BATCHING, SERVER_THREAD_FLAGS
     from tfship.deploy.launch import start_model_server
 
     x = np.random.default_rng(0).normal(size=(max(CALLER_COUNTS), 784)).astype(np.float32)

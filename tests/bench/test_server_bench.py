@@ -1,4 +1,4 @@
-"""bench/server_bench.py's verdicts and bench/idle_connections.py, without running a benchmark.
+"""The server bench's verdicts and command line, and bench/idle_connections.py, without running a benchmark.
 
 The bench is a script directory, not a package: its modules import each other by name, so the
 directory goes on sys.path as it does when the bench runs.
@@ -16,9 +16,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-import server_bench  # noqa: E402
+import server_bench_args  # noqa: E402
 from idle_connections import IdleConnections  # noqa: E402
-from server_bench import Cell, checks  # noqa: E402
+from tables import Cell  # noqa: E402
+from verdicts import checks  # noqa: E402
 
 
 def cell(target: str, rows_per_s: float, model: str = "mlp", batch: int = 1, conc: int = 16) -> Cell:
@@ -68,9 +69,9 @@ def test_idle_p99_target_is_a_ceiling() -> None:
 
 def test_unknown_target_is_refused_with_the_known_ones() -> None:
     with pytest.raises(SystemExit):
-        server_bench.parse_args(["--targets", "grpc,tfserving"])
+        server_bench_args.parse_args(["--targets", "grpc,tfserving"])
     with pytest.raises(SystemExit):  # @base needs the revision to measure
-        server_bench.parse_args(["--targets", "grpc@base"])
+        server_bench_args.parse_args(["--targets", "grpc@base"])
 
 
 class _Status(http.server.BaseHTTPRequestHandler):
