@@ -5,8 +5,9 @@ client-side commands start fast and never import TensorFlow unless the verb need
 command, write ``cli/<verb>.py`` (installed as ``tfship.cli.<verb>``) exposing a ``click.Command``
 and list it in ``COMMANDS``.
 
-Exit codes scripts can trust: 0 success, 1 a check failed (parity mismatch, tampered version),
-2 usage or input error, 3 a server/engine could not be reached or started.
+Exit codes scripts can trust: 0 success, 1 a check failed (parity mismatch, tampered version,
+swap refused or rolled back), 2 usage or input error, 3 a server/engine could not be reached or
+started. :mod:`tfship.cli.exit_codes` maps every library error to one of them.
 """
 
 from __future__ import annotations
@@ -16,16 +17,12 @@ import sys
 from typing import Any
 
 import click
+from tfship.cli.exit_codes import EXIT_CHECK_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, exit_code
 
 from tfship import __version__
 from tfship.errors import TfshipError
 
 __all__ = ["main", "COMMANDS", "EXIT_OK", "EXIT_CHECK_FAILED", "EXIT_USAGE", "EXIT_UNAVAILABLE"]
-
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = 3
 
 #: verb -> ("module:attribute" of its click.Command, one-line summary). The module is imported
 #: only when the verb runs, so `tfship --help` lists everything without importing TensorFlow.
@@ -71,7 +68,7 @@ class _LazyGroup(click.Group):
         except TfshipError as exc:
             # Library errors are already actionable sentences: print them without a traceback.
             click.secho(f"error: {exc}", fg="red", err=True)
-            sys.exit(getattr(exc, "exit_code", EXIT_USAGE))
+            sys.exit(exit_code(exc))
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from tfship.cli.exit_codes import EXIT_CHECK_FAILED
 
 
 @click.command()
@@ -11,14 +12,12 @@ import click
 def demo(workdir: str | None) -> None:
     """Train a digits classifier, export v1, serve it, prove served == in-memory over gRPC and REST,
     export v2, watch the server switch, verify again. Exits 1 if any check fails."""
-    from tfship.cli.predict import unreachable_exits_3
     from tfship.deploy.demo import run_demo
 
     if workdir:
         import os
 
         os.makedirs(workdir, exist_ok=True)
-    with unreachable_exits_3():
-        result = run_demo(workdir, echo=click.echo)
+    result = run_demo(workdir, echo=click.echo)
     if not result.ok:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CHECK_FAILED)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import click
-from tfship.cli import EXIT_CHECK_FAILED
+from tfship.cli.exit_codes import EXIT_CHECK_FAILED
 
 
 def _report_json(report: Any) -> dict[str, Any]:

@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import click
-
-from tfship.errors import UnavailableError
-
-
-@contextlib.contextmanager
-def unreachable_exits_3() -> Iterator[None]:
-    """Map "server unreachable" to exit code 3 (the CLI's contract for scripts)."""
-    try:
-        yield
-    except UnavailableError as exc:
-        exc.exit_code = 3  # type: ignore[attr-defined]
-        raise
 
 
 def version_options(func: click.decorators.FC) -> click.decorators.FC:
@@ -56,7 +41,7 @@ def predict(url: str, model: str, input_path: str, output_path: str, batch_size:
     from tfship.client import ClientConfig, connect
     from tfship.client.batch.job import run_batch_job
 
-    with unreachable_exits_3(), connect(url, ClientConfig(timeout=timeout)) as client:
+    with connect(url, ClientConfig(timeout=timeout)) as client:
         result = run_batch_job(client, model, input_path, output_path, batch_size=batch_size,
                                concurrency=concurrency, version=model_version, label=label,
                                signature=signature, resume=resume, progress=progress)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import click
-from tfship.cli.predict import unreachable_exits_3, version_options
+from tfship.cli.exit_codes import EXIT_CHECK_FAILED
+from tfship.cli.predict import version_options
 
 from tfship.errors import ConfigError
 
@@ -36,7 +37,7 @@ def smoke(urls: tuple[str, ...], model: str, model_version: int | None, label: s
         raise ConfigError("Give exactly one reference: --manifest VERSION_DIR or --keras FILE.")
     failed = False
     for url in urls:
-        with unreachable_exits_3(), connect(url, ClientConfig(timeout=timeout)) as client:
+        with connect(url, ClientConfig(timeout=timeout)) as client:
             kwargs = {"version": model_version, "label": label, "signature": signature}
             if manifest_dir is not None:
                 report = check_parity(client, model, manifest_dir, **kwargs)
@@ -46,7 +47,7 @@ def smoke(urls: tuple[str, ...], model: str, model_version: int | None, label: s
         click.echo(report.text())
         failed |= not report.ok
     if failed:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CHECK_FAILED)
 
 
 def _load_keras(path: str | None):  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from tfship.cli.predict import unreachable_exits_3
+from tfship.cli.exit_codes import EXIT_CHECK_FAILED
 
 from tfship.errors import ConfigError, NotFoundError, ServingError
 
@@ -60,7 +60,7 @@ def status(urls: tuple[str, ...], models: tuple[str, ...], models_dir: str | Non
         _fleet_status(url, names, timeout)
         return
     missing = 0
-    with unreachable_exits_3(), connect(url, ClientConfig(timeout=timeout)) as client:
+    with connect(url, ClientConfig(timeout=timeout)) as client:
         for name in names:
             try:
                 versions = client.status(name)
@@ -81,7 +81,7 @@ def status(urls: tuple[str, ...], models: tuple[str, ...], models_dir: str | Non
                 note = "" if served == version else f"  (server resolves it to {served})"
                 click.echo(f"{name}  label {label} -> {version}{note}")
     if missing:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CHECK_FAILED)
 
 
 def _labels_from_config(path: str) -> dict[str, dict[str, int]]:
@@ -111,4 +111,4 @@ def _fleet_status(url: str, names: list[str], timeout: float) -> None:
             click.secho(f"{name}: REPLICAS DISAGREE ({served})", fg="red")
             disagree += 1
     if disagree:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CHECK_FAILED)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from tfship.cli import EXIT_CHECK_FAILED
+from tfship.cli.exit_codes import exit_code
 
 _common = [
     click.option("--url", "urls", required=True, multiple=True,
@@ -33,6 +33,11 @@ def _with_common(func):  # type: ignore[no-untyped-def]
 def _options(urls: tuple[str, ...], label: str | None, config_file: Path | None, reload: str, timeout: float,  # type: ignore[no-untyped-def]
              min_replicas: int | None, **extra):
     from tfship.deploy.swap import SwapOptions
+
+    if label is not None and config_file is None:
+        # a usage error (exit 2), found before SwapOptions would refuse it as a SwapError (exit 1)
+        raise click.UsageError(f"--label {label} needs --config FILE, the model config file the server reads "
+                               "(a server started with --model_base_path has no labels).")
 
     return SwapOptions(url=",".join(urls), label=label, config_file=config_file, reload=reload, timeout=timeout,
                        min_replicas=min_replicas, on_event=lambda message: click.echo(f"  {message}", err=True),
@@ -68,7 +73,7 @@ def _report_replicas(record) -> None:  # type: ignore[no-untyped-def]
 @click.argument("new_model", required=False)
 @click.option("--version", type=int, default=None, help="Swap to an already exported version instead of NEW_MODEL.")
 @_with_common
-@click.option("--retention", type=int, default=2, show_default=True,
+@click.option("--retention", type=click.IntRange(min=1), default=2, show_default=True,
               help="Version dirs kept on disk (the serving one included) as rollback targets.")
 @click.option("--allow-signature-change", is_flag=True, help="Accept a new version whose signature differs.")
 @click.option("--unsafe", is_flag=True, help="Load NEW_MODEL with Keras safe mode off (Lambda layers).")
@@ -108,10 +113,9 @@ def swap(models_dir: Path, name: str, new_model: str | None, version: int | None
                           export_kwargs={"safe_mode": not unsafe} if new_model else None)
     except SwapError as exc:
         click.secho(f"swap failed: {exc}", fg="red", err=True)
-        record = getattr(exc, "record", None)
-        if record is not None:
-            _report_replicas(record)
-        raise SystemExit(EXIT_CHECK_FAILED) from None
+        if exc.record is not None:
+            _report_replicas(exc.record)
+        raise SystemExit(exit_code(exc)) from None
     _report(record)
 
 
@@ -138,5 +142,5 @@ def rollback(models_dir: Path, name: str, to_version: int | None, urls: tuple[st
         record = run_rollback(models_dir, name, options=options, to_version=to_version)
     except SwapError as exc:
         click.secho(f"rollback failed: {exc}", fg="red", err=True)
-        raise SystemExit(EXIT_CHECK_FAILED) from None
+        raise SystemExit(exit_code(exc)) from None
     _report(record)

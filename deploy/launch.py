@@ -278,7 +278,7 @@ def start_local_server(
 ) -> LocalServer:
     """Start the server on ``models_dir`` (or ``config_file``) and wait for every model.
 
-    Raises :class:`UnavailableError` (exit code 3) with the server's own failure message when it
+    Raises :class:`UnavailableError` (the CLI exits 3) with the server's own failure message when it
     exits or does not make every model AVAILABLE within ``timeout`` seconds.
     """
     for p in (port, rest_port):
@@ -315,17 +315,13 @@ def start_local_server(
             message = out_log.read_text(errors="replace").strip().splitlines()
             failure = next((m for m in message if m.startswith("Failed to start server")),
                            f"tfship-model-server exited with code {process.returncode}")
-            raise _unavailable(failure)
+            raise UnavailableError(failure)
 
     try:
         wait_until_serving(server.grpc_url, [(n, None) for n in names], rest_url=server.rest_url or None,
                            timeout=timeout, check_alive=check_alive,
                            describe=lambda: " (see the server log above; a model with no version dir "
                                             "waits forever, like TF Serving)")
-    except UnavailableError as exc:
-        server.stop()
-        exc.exit_code = 3  # type: ignore[attr-defined]
-        raise
     except BaseException:
         server.stop()
         raise
@@ -351,8 +347,3 @@ def _check_port_free(host: str, port: int) -> None:
             raise ConfigError(f"port {host}:{port} is not free ({exc.strerror}); stop what uses it "
                               "or pick another with --port / --rest-port") from None
 
-
-def _unavailable(message: str) -> ServingError:
-    exc = UnavailableError(message)
-    exc.exit_code = 3  # type: ignore[attr-defined]
-    return exc

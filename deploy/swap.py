@@ -261,10 +261,7 @@ class _Plan:
 
     def fail(self, record: SwapRecord) -> SwapError:
         self.record(record)
-        error = SwapError(f"Swap of {self.name!r} {record.outcome}: {record.reason}")
-        error.record = record  # type: ignore[attr-defined]
-        error.exit_code = 1  # type: ignore[attr-defined]
-        return error
+        return SwapError(f"Swap of {self.name!r} {record.outcome}: {record.reason}", record=record)
 
     # ---------------------------------------------------------------- staging
 

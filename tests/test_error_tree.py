@@ -34,3 +34,14 @@ def test_hint_is_part_of_the_message() -> None:
     err = errors.NotFoundError("Servable not found", hint="available versions: 1, 2")
     assert "available versions: 1, 2" in str(err)
     assert err.message == "Servable not found"
+
+
+def test_swap_error_carries_its_record() -> None:
+    assert errors.SwapError("refused before anything changed").record is None
+    record = object()
+    err = errors.SwapError("rolled back", record=record)
+    assert err.record is record and str(err) == "rolled back"
+
+
+def test_docker_unavailable_is_a_docker_error() -> None:
+    assert issubclass(errors.DockerUnavailableError, errors.DockerError)

@@ -14,8 +14,9 @@ so application code catches one tree whatever the transport::
     │   └── VerificationError            reloaded SavedModel differs from the in-memory model
     ├── ConfigError                      bad model/batching/monitoring config, bad CLI option
     ├── ParityError                      served outputs differ from the reference outputs
-    ├── DockerError                      daemon unreachable, image missing, container exited
-    ├── SwapError                        a hot-swap was refused or rolled back
+    ├── DockerError                      image missing, container exited, build failed
+    │   └── DockerUnavailableError       the Docker engine does not answer
+    ├── SwapError (has .record)          a hot-swap was refused or rolled back
     └── ServingError (has .code)         an RPC failed; one subclass per canonical code
         ├── CancelledError               CANCELLED            499
         ├── UnknownError                 UNKNOWN              500
@@ -54,6 +55,7 @@ __all__ = [
     "ConfigError",
     "ParityError",
     "DockerError",
+    "DockerUnavailableError",
     "SwapError",
     "ServingError",
     "CancelledError",
@@ -157,8 +159,21 @@ class DockerError(TfshipError):
     """The Docker engine, an image or a container is not in the state tfship needs."""
 
 
+class DockerUnavailableError(DockerError):
+    """The Docker engine does not answer (not running, or ``DOCKER_HOST`` points elsewhere)."""
+
+
 class SwapError(TfshipError):
-    """A hot-swap was refused (guard rail) or failed and was rolled back."""
+    """A hot-swap was refused (guard rail) or failed and was rolled back.
+
+    ``record`` is the history record (:class:`tfship.deploy.history.SwapRecord`) of a swap that was
+    tried and failed, with its reason and, on a fleet, each replica's result; None when the swap
+    was refused before anything changed.
+    """
+
+    def __init__(self, message: str, *, record: Any = None) -> None:
+        super().__init__(message)
+        self.record = record
 
 
 class ServingError(TfshipError):

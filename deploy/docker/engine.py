@@ -11,16 +11,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from tfship.errors import DockerError
+from tfship.errors import DockerError, DockerUnavailableError
 
 if TYPE_CHECKING:
     import docker
     from docker.models.images import Image
 
-__all__ = ["EXIT_UNAVAILABLE", "connect", "require_image", "image_exists", "uses_host_network"]
-
-#: exit code of DockerError when the engine cannot be reached (see tfship.cli exit codes)
-EXIT_UNAVAILABLE = 3
+__all__ = ["connect", "require_image", "image_exists", "uses_host_network"]
 
 
 def _docker_module():  # type: ignore[no-untyped-def]
@@ -36,7 +33,7 @@ def _docker_module():  # type: ignore[no-untyped-def]
 def connect(timeout: float = 600) -> docker.DockerClient:
     """A client for the engine named by ``DOCKER_HOST`` (default: the local socket).
 
-    Raises :class:`DockerError` (exit code 3) saying how to start the engine or point
+    Raises :class:`DockerUnavailableError` saying how to start the engine or point
     ``DOCKER_HOST`` at it when it does not answer.
     """
     docker = _docker_module()
@@ -45,13 +42,11 @@ def connect(timeout: float = 600) -> docker.DockerClient:
         client = docker.from_env(timeout=int(timeout))
         client.ping()
     except Exception as exc:  # the SDK raises DockerException, requests and socket errors
-        error = DockerError(
+        raise DockerUnavailableError(
             f"Cannot reach the Docker engine at {where}: {_short(exc)}. Start it (e.g. "
             "`sudo systemctl start docker`, or Docker Desktop) or set DOCKER_HOST to a running "
             "engine (e.g. DOCKER_HOST=unix:///run/user/1000/docker.sock)."
-        )
-        error.exit_code = EXIT_UNAVAILABLE  # type: ignore[attr-defined]
-        raise error from None
+        ) from None
     return client
 
 

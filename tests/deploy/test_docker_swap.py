@@ -128,7 +128,7 @@ def test_an_unloadable_version_never_replaces_the_one_the_container_serves(
         with connect(url) as client:
             np.testing.assert_allclose(client.predict("affine", X), np.full((2, 1), 9.0))
             assert client.metadata("affine").version == 1
-    record = info.value.record  # type: ignore[attr-defined]
+    record = info.value.record
     assert (record.outcome, record.from_version, record.to_version) == ("failed", 1, 2)
     assert "failed to load" in record.reason  # reported by the container, not by a pre-flight
     assert not (models_dir / "affine" / "2").exists()

@@ -115,7 +115,7 @@ def test_wrong_outputs_fail_parity_on_every_replica_and_roll_back(fleet: LocalFl
     assert traffic.summary().failed == 0
     assert set(traffic.summary().versions) <= {old, version}
     assert served_versions(fleet) == [old] * 3
-    record = info.value.record  # type: ignore[attr-defined]
+    record = info.value.record
     assert record.outcome == "failed" and not (fleet.models_dir / "affine" / str(version)).exists()
     assert [r["ok"] for r in record.replicas] == [False] * 3
     assert all(r["parity"]["ok"] is False for r in record.replicas)
@@ -138,11 +138,11 @@ def test_a_replica_killed_during_the_swap_fails_it_naming_the_replica(
             client_side.wait_for_requests(50)
             with pytest.raises(SwapError, match=victim.grpc_url) as info:
                 swap(fleet.models_dir, "affine", make_affine_model(77.0), options=options)
-        new = info.value.record.to_version  # type: ignore[attr-defined]
+        new = info.value.record.to_version
         for traffic in (through_lb, client_side):
             assert traffic.summary().failed == 0, traffic.summary().errors
             assert set(traffic.summary().versions) <= {old, new}
-        failed = [r["url"] for r in info.value.record.replicas if not r["ok"]]  # type: ignore[attr-defined]
+        failed = [r["url"] for r in info.value.record.replicas if not r["ok"]]
         assert failed == [victim.grpc_url]
     finally:
         fleet.start_replica(victim.index)

@@ -109,7 +109,7 @@ def test_a_bad_version_never_replaces_the_serving_one(
         assert_clean_traffic(traffic, {1})
         with connect(server.grpc_url) as client:
             np.testing.assert_allclose(client.predict("affine", X), np.full((2, 1), 9.0))
-    record = info.value.record  # type: ignore[attr-defined]
+    record = info.value.record
     assert record.outcome == "failed"
     assert not (models_dir / "affine" / str(version)).exists()
     assert Path(record.quarantined).is_dir()
