@@ -48,7 +48,7 @@ class Baseline:
     def model_server(self) -> list[str]:
         """argv prefix starting the revision's tfship-model-server."""
         exe = self.venv / "bin" / "tfship-model-server"
-        return [str(exe)] if exe.exists() else [str(self.python), "-m", "tfship.serving.main"]
+        return [str(exe)] if exe.exists() else [str(self.python), "-c", "from tfship.serving.main import main; main()"]
 
     def _check_imports_worktree(self) -> None:
         # the system site-packages has this checkout's tfship too: the editable install must win

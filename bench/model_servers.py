@@ -41,7 +41,7 @@ def start_model_server(base: Path, names: list[str], batching: bool, workdir: Pa
     grpc_port, rest_port = free_port(), free_port()
     if exe is None:
         found = shutil.which("tfship-model-server")
-        exe = [found] if found else [sys.executable, "-m", "tfship.serving.main"]
+        exe = [found] if found else [sys.executable, "-c", "from tfship.serving.main import main; main()"]
     argv = list(exe)
     argv += [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}"]
     argv += SERVER_THREAD_FLAGS + extra_flags
