@@ -177,7 +177,7 @@ def csv_inputs(header: list[str], rows: Iterable[tuple[int, list[str]]], sig: Si
         except ConfigError as exc:
             index = _first_bad(values, lambda v: _column([v], _dtype(sig, name)))
             line = f" line {lines[index]}" if index is not None else ""
-            raise ConfigError(f"{where}{line}: {exc.message}") from None
+            raise ConfigError(f"{where}{line}: {exc}") from None
 
     if set(header) == set(sig.inputs):
         return {n: column(list(cols[header.index(n)]), n) for n in sig.inputs}

@@ -120,7 +120,15 @@ class BlockScorer:
         self.pool = ThreadPoolExecutor(max_workers=job.inflight, thread_name_prefix="tfship-ray")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = [self.score_block(self.job.blocks[int(i)]) for i in batch["block"]]
+        results = []
+        for i in batch["block"]:
+            block = self.job.blocks[int(i)]
+            try:
+                results.append({**self.score_block(block), "error": ""})
+            except TfshipError as exc:
+                # Reported as data: Ray pickles a task's exception without its __cause__, and the
+                # driver must see the tfship error (its class, message and hint) to explain it.
+                results.append({**self._summary(block, 0, 0, time.monotonic()), "error": _error_json(exc)})
         return {key: np.array([r[key] for r in results]) for key in results[0]}
 
     def score_block(self, block: Block) -> dict[str, Any]:
@@ -188,6 +196,23 @@ def _jsonable(value: Any) -> Any:
     return None if array.dtype.kind == "f" and np.isnan(array).all() and array.ndim == 0 else array.tolist()
 
 
+def _error_json(exc: TfshipError) -> str:
+    return json.dumps({"type": type(exc).__name__, "text": str(exc), "message": getattr(exc, "message", str(exc)),
+                       "hint": getattr(exc, "hint", None)})
+
+
+def _error_from_json(text: str) -> TfshipError:
+    from tfship import errors
+
+    data = json.loads(text)
+    cls = getattr(errors, data["type"], None)
+    if isinstance(cls, type) and issubclass(cls, ServingError):
+        return cls(data["message"], hint=data["hint"])
+    if isinstance(cls, type) and issubclass(cls, TfshipError):
+        return cls(data["text"])
+    return TfshipError(data["text"])
+
+
 def _count_lines(path: Path) -> int:
     try:
         return len(path.read_bytes().splitlines())
@@ -208,7 +233,8 @@ def _pin(client: Any, model: str, version: int | None, label: str | None,
     meta = client.metadata(model, version=version, label=label)
     sig = meta.signature(signature)
     if sig is None:
-        raise ConfigError(f"Model {model!r} version {meta.version} has no signature {signature or 'serving_default'!r}; "
+        wanted = signature or "serving_default"
+        raise ConfigError(f"Model {model!r} version {meta.version} has no signature {wanted!r}; "
                           f"it has {sorted(meta.signatures)}.")
     return int(meta.version), sig
 
@@ -353,9 +379,12 @@ def _run_blocks(job: _Job, pending: list[Block], total: int, actors: int, actor_
             context.print_on_execution_start = False
             blocks = ray.data.from_items([{"block": b.index} for b in pending], override_num_blocks=len(pending))
             scored = blocks.map_batches(BlockScorer, fn_constructor_args=(job,), batch_size=1, batch_format="numpy",
-                                        concurrency=actors, num_cpus=actor_cpus)
+                                        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus)
             for summary in scored.iter_rows():
                 summary = {k: v.item() if hasattr(v, "item") else v for k, v in summary.items()}
+                error = summary.pop("error")
+                if error:
+                    raise _explained(job, _error_from_json(str(error)))
                 figures = per_actor.setdefault(int(summary["pid"]), {"blocks": 0, "rows": 0, "seconds": 0.0})
                 figures["blocks"] += 1
                 figures["rows"] += summary["scored"]
@@ -376,19 +405,25 @@ def _run_blocks(job: _Job, pending: list[Block], total: int, actors: int, actor_
         cause = _tfship_cause(exc)
         if cause is None:
             raise
-        if isinstance(cause, NotFoundError) and f"{job.version}" in cause.message:
-            raise _unloaded(job.model, job.version, out, len(committed_blocks(out)), len(job.blocks), cause) from None
-        note = _kept(out, len(job.blocks))
-        if isinstance(cause, ServingError):
-            cause.hint = f"{cause.hint}\n{note}" if cause.hint else note
-            cause.args = (f"{cause.message}\n{cause.hint}",)
-        else:
-            cause.args = (f"{cause}\n{note}",)
-        raise cause from None
+        raise _explained(job, cause) from None
     finally:
         if bar is not None:
             bar.close()
     return rejected, per_actor
+
+
+def _explained(job: _Job, cause: TfshipError) -> TfshipError:
+    """The actor's error with what the job keeps and how to go on."""
+    out = Path(job.out)
+    if isinstance(cause, NotFoundError):  # it was served when the job started: it was unloaded since
+        return _unloaded(job.model, job.version, out, len(committed_blocks(out)), len(job.blocks), cause)
+    note = _kept(out, len(job.blocks))
+    if isinstance(cause, ServingError):
+        cause.hint = f"{cause.hint}\n{note}" if cause.hint else note
+        cause.args = (f"{cause.message}\n{cause.hint}",)
+    else:
+        cause.args = (f"{cause}\n{note}",)
+    return cause
 
 
 def _kept(out: Path, blocks: int) -> str:

@@ -6,7 +6,8 @@ Models in the fleet's base (every version policy ``all``; the servers poll the b
 * ``multi`` (v1, v2): the client tests' model, left alone;
 * ``swapped`` (v1, v2): a test publishes v3 into it mid-job (a hot swap);
 * ``unloaded`` (v1, v2): a test removes v2 mid-job;
-* ``killed`` (v1): counted by the SIGKILL test, nobody else sends to it.
+* ``killed`` (v1): counted by the SIGKILL test, nobody else sends to it;
+* ``dtypes`` (v1): its ``checked`` signature rejects NaN (the poisoned-row tests).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from client_test_models import HAS_TF
 
 pytest.importorskip("ray", reason="the Ray engine tests need ray[data] (pip install 'tfship[ray]')")
 
-FLEET_MODELS = {"multi": (1, 2), "swapped": (1, 2), "unloaded": (1, 2), "killed": (1,)}
+FLEET_MODELS = {"multi": (1, 2), "swapped": (1, 2), "unloaded": (1, 2), "killed": (1,), "dtypes": (1,)}
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +89,8 @@ def fleet(model_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     config = []
     for name, versions in FLEET_MODELS.items():
         for v in versions:
-            shutil.copytree(model_base / "multi" / str(v), base / name / str(v))
+            source = "dtypes" if name == "dtypes" else "multi"
+            shutil.copytree(model_base / source / str(v), base / name / str(v))
         config.append(f'config {{ name: "{name}" base_path: "{base / name}" model_platform: "tensorflow" '
                       'model_version_policy { all { } } }')
     (base / "models.config").write_text("model_config_list { " + " ".join(config) + " }")
