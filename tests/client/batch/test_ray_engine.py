@@ -227,3 +227,55 @@ def test_export_mode_scores_in_process_in_each_actor(ray_local: Any, model_base:
     np.testing.assert_array_equal(np.stack(table.column("scaled").to_numpy(zero_copy_only=False)), a * 3)
     np.testing.assert_array_equal(table.column("next").to_numpy(), b + 1)
     assert set(table.column("tag").to_pylist()) == {b"v2"}
+
+
+def _alive_actors_of_other_jobs(ray: Any) -> list[dict[str, Any]]:
+    # ray.util.state needs the dashboard (off here); the GCS actor table is what it reads.
+    from ray._private import state
+
+    me = ray.get_runtime_context().get_job_id()
+    return [a for a in state.actors().values() if a["State"] == "ALIVE" and a["JobID"] != me]
+
+
+@pytest.mark.slow
+def test_driver_sigkill_then_resume_equals_a_clean_run_and_scores_no_block_twice(
+        ray_local: Any, fleet: Any, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_parquet(tmp_path / "in.parquet", 40_000)
+    blocks, per_block = 40, 10  # 1,000-row blocks, 100-row requests
+    clean = run_ray_job(fleet.grpc_url, "killed", tmp_path / "in.parquet", tmp_path / "clean", version=1,
+                        block_rows=1_000, batch_size=100, progress=False)
+    assert clean.blocks == blocks
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "tfship", "predict", "--engine", "ray", "--url", fleet.grpc_url, "--model", "killed",
+           "--version", "1", "--input", str(tmp_path / "in.parquet"), "--output", str(out), "--block-rows", "1000",
+           "--batch-size", "100", "--actors", "2", "--concurrency", "2", "--no-progress",
+           "--ray-address", ray_local.get_runtime_context().gcs_address]
+    driver = subprocess.Popen(cli)
+    deadline = time.monotonic() + 180
+    while len(list(out.glob("part-*.parquet"))) < 5:
+        assert driver.poll() is None, "the job ended before it could be killed: make it longer"
+        assert time.monotonic() < deadline, "the job made no progress"
+        time.sleep(0.05)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(30)
+    while _alive_actors_of_other_jobs(ray_local):  # the dead driver's actors go with it
+        assert time.monotonic() < deadline, "the killed job's actors stayed alive"
+        time.sleep(0.1)
+    committed = len(list(out.glob("part-*.parquet")))
+    assert 5 <= committed < blocks and not (out / "manifest.json").exists()
+    before = fleet.predict_requests("killed")
+
+    refused = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    resumed = subprocess.run([*cli, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{committed} blocks resumed" in resumed.stdout
+    assert fleet.predict_requests("killed") - before == (blocks - committed) * per_block
+    assert read_output(out).equals(read_output(tmp_path / "clean"))
+    assert not list(out.glob(".part-*"))
