@@ -58,6 +58,8 @@ from tfship.errors import ConfigError, InvalidArgumentError, NotFoundError, Serv
 __all__ = ["ServedTarget", "RayJobResult", "run_ray_job", "BlockScorer"]
 
 JOB_FILE = "job.json"
+#: per-actor figures: blocks and rows scored, busy seconds, and where they went (read, score, commit)
+_FIGURES = ("blocks", "rows", "seconds", "read_s", "score_s", "commit_s")
 MANIFEST = "manifest.json"
 
 
@@ -86,7 +88,8 @@ class RayJobResult:
     rejected_rows: int
     version: int
     seconds: float
-    #: per actor process: blocks and rows it scored in this run
+    #: per actor process (pid): blocks and rows it scored in this run, its busy seconds and their
+    #: split into reading the block, scoring it (requests) and committing its part
     actors: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -137,6 +140,7 @@ class BlockScorer:
         if part_path(out, block).exists():  # a retry of a block already committed: never send it twice
             return self._summary(block, 0, _count_lines(rejected_path(out, block)), started)
         arrays = read_block(job.files, block, job.sig)
+        read = time.monotonic()
         rows = len(next(iter(arrays.values())))
         if rows != block.rows:
             raise ConfigError(f"{Path(job.files[block.file].path).name}: block {block.index} has {rows} rows, "
@@ -146,15 +150,19 @@ class BlockScorer:
         rejected = [r for p in pieces for r in p[2]]
         outputs = {k: np.concatenate([p[1][k] for p in pieces if p[1]]) for k in next(p[1] for p in pieces if p[1])} \
             if any(p[1] for p in pieces) else _empty_outputs(job.sig)
+        scored = time.monotonic()
         if rejected:
             commit_rejected(out, block, rejected)
         first = job.files[block.file].first_row_id + block.start
         commit_part(out, block, first + kept, outputs)
-        return self._summary(block, len(kept), len(rejected), started)
+        return self._summary(block, len(kept), len(rejected), started,
+                             read_s=read - started, score_s=scored - read, commit_s=time.monotonic() - scored)
 
-    def _summary(self, block: Block, scored: int, rejected: int, started: float) -> dict[str, Any]:
+    def _summary(self, block: Block, scored: int, rejected: int, started: float, *, read_s: float = 0.0,
+                 score_s: float = 0.0, commit_s: float = 0.0) -> dict[str, Any]:
         return {"block": block.index, "rows": block.rows, "scored": scored, "rejected": rejected,
-                "pid": os.getpid(), "seconds": time.monotonic() - started}
+                "pid": os.getpid(), "seconds": time.monotonic() - started, "read_s": read_s, "score_s": score_s,
+                "commit_s": commit_s}
 
     def _score(self, arrays: dict[str, np.ndarray], block: Block, start: int,
                stop: int) -> tuple[np.ndarray, dict[str, np.ndarray], list[dict[str, Any]]]:
@@ -385,10 +393,11 @@ def _run_blocks(job: _Job, pending: list[Block], total: int, actors: int, actor_
                 error = summary.pop("error")
                 if error:
                     raise _explained(job, _error_from_json(str(error)))
-                figures = per_actor.setdefault(int(summary["pid"]), {"blocks": 0, "rows": 0, "seconds": 0.0})
+                figures = per_actor.setdefault(int(summary["pid"]), dict.fromkeys(_FIGURES, 0.0))
                 figures["blocks"] += 1
                 figures["rows"] += summary["scored"]
-                figures["seconds"] += summary["seconds"]
+                for key in ("seconds", "read_s", "score_s", "commit_s"):
+                    figures[key] += summary[key]
                 rejected += int(summary["rejected"])
                 if bar is not None:
                     bar.update(int(summary["rows"]))
