@@ -95,12 +95,16 @@ def main() -> None:
 
         actors: list[dict[str, Any]] = []
 
+        firsts: list[float] = []
+
         def on_ray(out: Path) -> float:
             t = time.perf_counter()
+            finished: list[float] = []
             result = run_ray_job(fleet, "scorer", work / "rows.parquet", out, version=1, batch_size=args.batch_size,
                                  block_rows=args.block_rows, actors=args.actors, inflight=args.inflight,
-                                 progress=False)
+                                 progress=False, on_block=lambda _: finished.append(time.perf_counter() - t))
             actors.append(result.actors)
+            firsts.append(finished[0])
             return args.rows / (time.perf_counter() - t)
 
         rounds: list[dict[str, float]] = []
@@ -125,16 +129,26 @@ def main() -> None:
         print(f"{'ray':12}{statistics.median(c['ray'] for c in rounds):>18,.0f}")
         verdict = "PASS" if ratio >= TARGET else "MISS"
         print(f"ray / one process: {ratio:.2f} (target >= {TARGET}) {verdict}\n")
-        print("per actor (last Ray run): blocks, rows/s while busy, busy time split read / score / commit")
+        print("per actor (last Ray run): blocks, rows/s while busy, busy time split read / score / commit; "
+              "timeline in s after the job reached Ray: process start, ready, first block, last block end")
         for pid, f in sorted(actors[-1].items()):
             busy = f["seconds"] or 1e-9
             split = " / ".join(f"{f[k] / busy:.0%}" for k in ("read_s", "score_s", "commit_s"))
+            marks = ", ".join(f"{f[k]:.1f}" for k in ("process_at", "ready_at", "first_block_at", "last_block_end_at"))
             print(f"  pid {pid}: {f['blocks']:.0f} blocks, {f['rows'] / busy:,.0f} rows/s, "
-                  f"read / score / commit {split}")
+                  f"read / score / commit {split}; timeline {marks}")
+        steady = [args.rows / (max(f["last_block_end_at"] for f in a.values()) -
+                               min(f["first_block_at"] for f in a.values())) for a in actors]
+        start_up = [min(f["first_block_at"] for f in a.values()) for a in actors]
+        steady_ratio = statistics.median(s / c["one_process"] for s, c in zip(steady, rounds, strict=True))
+        print(f"Ray job start-up (until the first block starts, median): {statistics.median(start_up):.1f} s; "
+              f"from then on {statistics.median(steady):,.0f} rows/s = {steady_ratio:.2f} x one process")
         ray.shutdown()
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"rows": args.rows, "rounds": rounds, "ratio": ratio,
                                               "ray_start_s": ray_start, "actors": actors[-1],
+                                              "start_up_s": start_up, "steady_rows_per_s": steady,
+                                              "steady_ratio": steady_ratio, "first_result_s": firsts,
                                               "verdict": verdict, "args": vars(args)}, indent=1))
     finally:
         for server in servers:

@@ -129,8 +129,8 @@ def jsonl_inputs(lines: Iterable[tuple[int, bytes]], sig: SignatureInfo, where: 
             out[n] = decode_value(columns[n], _dtype(sig, n))
         except InvalidArgumentError as exc:
             bad = _first_bad(columns[n], lambda v, n=n: decode_value([v], _dtype(sig, n)))  # type: ignore[misc]
-            line = f" line {numbers[bad]}" if bad is not None else ""
-            raise ConfigError(f"{where}{line}, input {n!r}: {exc.message}") from None
+            at = f" line {numbers[bad]}" if bad is not None else ""
+            raise ConfigError(f"{where}{at}, input {n!r}: {exc.message}") from None
     return out
 
 

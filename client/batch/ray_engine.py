@@ -58,6 +58,8 @@ from tfship.errors import ConfigError, InvalidArgumentError, NotFoundError, Serv
 __all__ = ["ServedTarget", "RayJobResult", "run_ray_job", "BlockScorer"]
 
 JOB_FILE = "job.json"
+#: blocks an actor works on at once: one block's read and commit overlap another's requests
+BLOCKS_PER_ACTOR = 2
 #: per-actor figures: blocks and rows scored, busy seconds, and where they went (read, score, commit)
 _FIGURES = ("blocks", "rows", "seconds", "read_s", "score_s", "commit_s")
 MANIFEST = "manifest.json"
@@ -89,7 +91,8 @@ class RayJobResult:
     version: int
     seconds: float
     #: per actor process (pid): blocks and rows it scored in this run, its busy seconds and their
-    #: split into reading the block, scoring it (requests) and committing its part
+    #: split into reading the block, scoring it (requests) and committing its part; and its timeline
+    #: in seconds after Ray got the job: process started, __init__ began/ended, first block, last end
     actors: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
@@ -118,9 +121,13 @@ class BlockScorer:
     """The Ray Data actor: one client, one block at a time, each committed before it is reported."""
 
     def __init__(self, job: _Job) -> None:
+        init_at = time.time()
         self.job = job
         self.client = job.target()
+        # Shared by the blocks this actor runs at once (BLOCKS_PER_ACTOR): at most `inflight` requests
+        # in flight per actor whatever it is reading or committing meanwhile.
         self.pool = ThreadPoolExecutor(max_workers=job.inflight, thread_name_prefix="tfship-ray")
+        self.timeline = {"process_at": _process_started() or init_at, "init_at": init_at, "ready_at": time.time()}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         results = []
@@ -160,9 +167,10 @@ class BlockScorer:
 
     def _summary(self, block: Block, scored: int, rejected: int, started: float, *, read_s: float = 0.0,
                  score_s: float = 0.0, commit_s: float = 0.0) -> dict[str, Any]:
+        seconds = time.monotonic() - started
         return {"block": block.index, "rows": block.rows, "scored": scored, "rejected": rejected,
-                "pid": os.getpid(), "seconds": time.monotonic() - started, "read_s": read_s, "score_s": score_s,
-                "commit_s": commit_s}
+                "pid": os.getpid(), "seconds": seconds, "read_s": read_s, "score_s": score_s,
+                "commit_s": commit_s, "started_at": time.time() - seconds, **self.timeline}
 
     def _score(self, arrays: dict[str, np.ndarray], block: Block, start: int,
                stop: int) -> tuple[np.ndarray, dict[str, np.ndarray], list[dict[str, Any]]]:
@@ -189,6 +197,17 @@ class BlockScorer:
                    "error": exc.message, "input": {k: _jsonable(v[start]) for k, v in arrays.items()}}
             return np.zeros(0, np.int64), {}, [row]
         return np.arange(start, stop, dtype=np.int64), dict(answer.outputs), []
+
+
+def _process_started() -> float | None:
+    """This process's start as a Unix time (Linux /proc), to show what an actor's start-up costs."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime"))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
 
 
 def _empty_outputs(sig: SignatureInfo) -> dict[str, np.ndarray]:
@@ -371,7 +390,9 @@ def _run_blocks(job: _Job, pending: list[Block], total: int, actors: int, actor_
                 on_block: Callable[[dict[str, Any]], None] | None) -> tuple[int, dict[int, dict[str, float]]]:
     out = Path(job.out)
     per_actor: dict[int, dict[str, float]] = {}
-    rejected = sum(_count_lines(rejected_path(out, b)) for b in job.blocks if b not in pending)
+    job_started = time.time()
+    waiting = {b.index for b in pending}
+    rejected = sum(_count_lines(rejected_path(out, b)) for b in job.blocks if b.index not in waiting)
     if not pending:
         return rejected, per_actor
     bar = None
@@ -387,17 +408,23 @@ def _run_blocks(job: _Job, pending: list[Block], total: int, actors: int, actor_
             context.print_on_execution_start = False
             blocks = ray.data.from_items([{"block": b.index} for b in pending], override_num_blocks=len(pending))
             scored = blocks.map_batches(BlockScorer, fn_constructor_args=(job,), batch_size=1, batch_format="numpy",
-                                        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus)
+                                        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=actor_cpus,
+                                        max_concurrency=BLOCKS_PER_ACTOR)
             for summary in scored.iter_rows():
                 summary = {k: v.item() if hasattr(v, "item") else v for k, v in summary.items()}
                 error = summary.pop("error")
                 if error:
                     raise _explained(job, _error_from_json(str(error)))
-                figures = per_actor.setdefault(int(summary["pid"]), dict.fromkeys(_FIGURES, 0.0))
+                figures = per_actor.setdefault(int(summary["pid"]), {
+                    **dict.fromkeys(_FIGURES, 0.0), "first_block_at": float("inf"), "last_block_end_at": 0.0,
+                    **{k: summary[k] - job_started for k in ("process_at", "init_at", "ready_at")}})
                 figures["blocks"] += 1
                 figures["rows"] += summary["scored"]
                 for key in ("seconds", "read_s", "score_s", "commit_s"):
                     figures[key] += summary[key]
+                figures["first_block_at"] = min(figures["first_block_at"], summary["started_at"] - job_started)
+                figures["last_block_end_at"] = max(figures["last_block_end_at"],
+                                                   summary["started_at"] + summary["seconds"] - job_started)
                 rejected += int(summary["rejected"])
                 if bar is not None:
                     bar.update(int(summary["rows"]))
