@@ -67,6 +67,12 @@ class Fleet:
                     total += int(float(value))
         return total
 
+    def requests_in_flight(self) -> int:
+        """Requests the replicas are still processing (their requests_in_flight gauges)."""
+        pattern = re.compile(r':tfship:serving:requests_in_flight\{[^}]*\} ([0-9.e+]+)')
+        return sum(int(float(v)) for url in self.rest_urls
+                   for v in pattern.findall(urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()))
+
     def wait_for_states(self, model: str, wanted: Callable[[dict[int, str]], bool], what: str,
                         timeout: float = 60) -> None:
         """Wait (bounded) until every replica's GetModelStatus of ``model`` satisfies ``wanted``."""

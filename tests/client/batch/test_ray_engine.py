@@ -267,6 +267,10 @@ def test_driver_sigkill_then_resume_equals_a_clean_run_and_scores_no_block_twice
     while _alive_actors_of_other_jobs(ray_local):  # the dead driver's actors go with it
         assert time.monotonic() < deadline, "the killed job's actors stayed alive"
         time.sleep(0.1)
+    # a request the killed actors had sent is still answered (and counted) by the server: let it finish
+    while fleet.requests_in_flight():
+        assert time.monotonic() < deadline, "the fleet kept requests in flight"
+        time.sleep(0.05)
     committed = len(list(out.glob("part-*.parquet")))
     assert 5 <= committed < blocks and not (out / "manifest.json").exists()
     before = fleet.predict_requests("killed")
