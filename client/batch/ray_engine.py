@@ -215,12 +215,12 @@ def _empty_outputs(sig: SignatureInfo) -> dict[str, np.ndarray]:
 
 
 def _jsonable(value: Any) -> Any:
+    """A rejected row's input for its JSON line: numbers as numbers (NaN as NaN), bytes as text."""
     array = np.asarray(value)
-    if array.dtype.kind == "O" or array.dtype.kind == "S":
-        return [x.decode("utf-8", "backslashreplace") if isinstance(x, bytes) else str(x)
-                for x in array.reshape(-1)] if array.ndim else (
-            value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value))
-    return None if array.dtype.kind == "f" and np.isnan(array).all() and array.ndim == 0 else array.tolist()
+    if array.dtype.kind in "OS":
+        texts = [x.decode("utf-8", "backslashreplace") if isinstance(x, bytes) else str(x) for x in array.reshape(-1)]
+        return np.array(texts, object).reshape(array.shape).tolist()
+    return array.tolist()
 
 
 def _error_json(exc: TfshipError) -> str:

@@ -24,8 +24,6 @@ from typing import Any
 import pytest
 from client_test_models import HAS_TF
 
-pytest.importorskip("ray", reason="the Ray engine tests need ray[data] (pip install 'tfship[ray]')")
-
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage reports from tests (loopback only)
 
 FLEET_MODELS = {"multi": (1, 2), "swapped": (1, 2), "unloaded": (1, 2), "killed": (1,), "dtypes": (1,)}

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from tfship.client.batch.ray_engine import run_ray_job
+
+# The TF-free client venv (scripts/test-client-no-tf) has neither: these tests skip there.
+pytest.importorskip("ray", reason="the Ray engine tests need ray[data] (pip install 'tfship[ray]')")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
 
 
 def write_parquet(path: Path, rows: int, seed: int = 1, row_group: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
