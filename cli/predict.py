@@ -73,7 +73,7 @@ def predict(url: str | None, model: str, input_path: str, output_path: str, batc
     ray_only = {"--ray-address": ray_address, "--max-bad-rows": max_bad_rows, "--export": export_dir}
     given = [name for name, value in ray_only.items() if value]
     if given:
-        raise click.UsageError(f"{', '.join(given)} need --engine ray.")
+        raise click.UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --engine ray.")
     if url is None:
         raise click.UsageError("Give --url (the server to score on).")
     from tfship.client import ClientConfig, connect
