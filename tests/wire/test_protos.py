@@ -76,7 +76,21 @@ def _ours() -> dict[str, object]:
     status.model_version_status.add(version=2, state=pb.ModelVersionStatus.AVAILABLE)
     status.model_version_status.add(version=1, state=pb.ModelVersionStatus.END,
                                     status=pb.StatusProto(error_code=5, error_message="gone"))
+    log = pb.PredictionLog(predict_log=pb.PredictLog(request=predict, response=response))
+    log.log_metadata.model_spec.CopyFrom(spec)
+    log.log_metadata.sampling_config.sampling_rate = 0.25
+    log.log_metadata.saved_model_tags.append("serve")
+    log.log_metadata.timestamp_secs = 1_700_000_000
+    multi = pb.MultiInferenceRequest(input=regress.input)
+    multi.tasks.add(model_spec=spec, method_name="tensorflow/serving/regress")
+    mresp = pb.MultiInferenceResponse()
+    mresp.results.add(model_spec=spec).regression_result.CopyFrom(rresp.result)
+    mresp.results.add(model_spec=spec).classification_result.CopyFrom(cresp.result)
     return {
+        "prediction_log_pb2.PredictionLog": log,
+        "prediction_log_pb2.ClassifyLog": pb.ClassifyLog(request=classify, response=cresp),
+        "prediction_log_pb2.RegressLog": pb.RegressLog(request=regress, response=rresp),
+        "prediction_log_pb2.MultiInferenceLog": pb.MultiInferenceLog(request=multi, response=mresp),
         "predict_pb2.PredictRequest": predict, "predict_pb2.PredictResponse": response,
         "classification_pb2.ClassificationRequest": classify,
         "classification_pb2.ClassificationResponse": cresp,
