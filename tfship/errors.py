@@ -17,6 +17,7 @@ so application code catches one tree whatever the transport::
     ├── DockerError                      image missing, container exited, build failed
     │   └── DockerUnavailableError       the Docker engine does not answer
     ├── SwapError (has .record)          a hot-swap was refused or rolled back
+    ├── CorruptRecordError               a TFRecord file (capture, warmup) has a bad length/CRC
     └── ServingError (has .code)         an RPC failed; one subclass per canonical code
         ├── CancelledError               CANCELLED            499
         ├── UnknownError                 UNKNOWN              500
@@ -57,6 +58,7 @@ __all__ = [
     "DockerError",
     "DockerUnavailableError",
     "SwapError",
+    "CorruptRecordError",
     "ServingError",
     "CancelledError",
     "UnknownError",
@@ -174,6 +176,19 @@ class SwapError(TfshipError):
     def __init__(self, message: str, *, record: Any = None) -> None:
         super().__init__(message)
         self.record = record
+
+
+class CorruptRecordError(TfshipError):
+    """A TFRecord file holds a record whose length or data CRC does not match.
+
+    ``path`` and ``offset`` (of the record's header) say where; records before it are intact.
+    """
+
+    def __init__(self, path: str, offset: int, problem: str) -> None:
+        self.path, self.offset, self.problem = path, offset, problem
+        super().__init__(f"{path}: corrupt record at byte offset {offset}: {problem}. The records "
+                         "before it are intact; the file was damaged after it was written (a torn "
+                         "last record alone is not an error).")
 
 
 class ServingError(TfshipError):
