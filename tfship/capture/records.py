@@ -156,8 +156,7 @@ def multi_inference_log(model: str, version: int | None, tasks: Sequence[tuple[s
             else:
                 _fill_classification(out.classification_result, getattr(result, "classes", None),
                                      getattr(result, "scores", None))
-    signature = tasks[0][0] if tasks else None
-    return _finish(log, model, version, signature, config, timestamp)
+    return _finish(log, model, version, tasks[0][0] if tasks else None, config, timestamp)
 
 
 def client_log(kind: str, model: str, version: int | None, signature: str | None, request: Any,
