@@ -102,6 +102,18 @@ class ServerMetrics:
             buckets=_RUNTIME_BUCKETS,
             registry=self.registry,
         )
+        self._capture_written = Counter(
+            ":tfship:serving:capture_records_written",
+            "PredictionLog records written to capture files (logging_config).",
+            ["model_name"],
+            registry=self.registry,
+        )
+        self._capture_dropped = Counter(
+            ":tfship:serving:capture_records_dropped",
+            "Sampled calls not captured: queue_full, budget (max_total_bytes) or error.",
+            ["model_name", "reason"],
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
     def in_flight(self, entrypoint: str) -> Gauge:
@@ -151,6 +163,19 @@ class ServerMetrics:
             total.inc(count)
 
         return observe
+
+    def capture_hooks(self, model: str) -> tuple[Callable[[int], None], Callable[[str], None]]:
+        """``(on_written, on_dropped)`` callbacks of a CaptureSink capturing ``model``."""
+        written = self._capture_written.labels(model)
+        dropped = self._capture_dropped
+
+        def on_written(size: int) -> None:
+            written.inc()
+
+        def on_dropped(reason: str) -> None:
+            dropped.labels(model, reason).inc()
+
+        return on_written, on_dropped
 
     def observe_warmup(self, model_path: str, status: str, seconds: float) -> None:
         """One warmup replay of the version at ``model_path``: ``status`` "OK" or the error."""

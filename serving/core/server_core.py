@@ -16,6 +16,7 @@ from typing import Any
 
 from tfship.errors import ServingError
 
+from ..capture import ServerCapture, capture_configs
 from .manager import ModelEntry, ModelManager, State
 from .server_config import entries_from_config
 
@@ -67,6 +68,8 @@ class ServerCore:
         self._threads: list[threading.Thread] = []
         self._reload_lock = threading.Lock()
         self._has_config = False
+        #: traffic capture per model (logging_config); the data plane's observer is capture.observe
+        self.capture = ServerCapture(metrics)
 
     # ------------------------------------------------------------------ loading
 
@@ -102,10 +105,12 @@ class ServerCore:
         Raises the ServingError that makes TF Serving's startup fail.
         """
         entries = entries_from_config(config)
+        captures = capture_configs(config)
         # Poll while waiting, like upstream's storage path source: a base path that does not
         # exist yet (or has no version) is re-listed until a version appears and loads.
         self._start_fs_poller()
         self.manager.apply_config(entries)
+        self.capture.apply(captures)
         # an empty first config (CONFIG_NOT_SET) allows any later config, like upstream
         self._has_config = config.WhichOneof("config") == "model_config_list"
 
@@ -116,7 +121,9 @@ class ServerCore:
             if config.WhichOneof("config") is None:
                 log.info("Taking no action for empty config.")
                 return
+            captures = capture_configs(config)  # a bad logging_config rejects the whole reload
             self.manager.apply_config(entries, initial=False)
+            self.capture.apply(captures)
             self._has_config = True
 
     def entries(self) -> dict[str, ModelEntry]:
@@ -167,3 +174,4 @@ class ServerCore:
     def stop(self, drain_timeout: float = 30.0) -> None:
         self._stop.set()
         self.manager.shutdown(drain_timeout=drain_timeout)
+        self.capture.close()
