@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("tfship.cli.status:status", "Versions, states and labels of served models."),
     "predict": ("tfship.cli.predict:predict", "Batch-predict a file through a server (resumable)."),
     "smoke": ("tfship.cli.smoke:smoke", "Check served outputs equal the reference model's."),
+    "replay": ("tfship.cli.replay:replay", "Replay captured traffic against a target; report agreement."),
     "swap": ("tfship.cli.swap:swap", "Make a new version the default: verified, zero downtime."),
     "rollback": ("tfship.cli.swap:rollback", "Return the default or a label to the previous version."),
     "build": ("tfship.cli.build:build", "Build a TF Serving image with the models baked in."),

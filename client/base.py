@@ -16,7 +16,7 @@ import abc
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from tfship.client.config import ClientConfig
@@ -42,6 +42,9 @@ from tfship.errors import (
 from tfship.wire import dtypes
 from tfship.wire.tensor import as_ndarray
 
+if TYPE_CHECKING:
+    from tfship.client.capture import ClientCapture
+
 __all__ = ["BaseClient", "Client", "ModelRef", "Inputs", "Outputs"]
 
 T = TypeVar("T")
@@ -59,6 +62,20 @@ class BaseClient:
         self.config = config
         self._metadata_cache: dict[tuple[str, int | None, str | None], tuple[float, ModelMetadata]] = {}
         self._lock = threading.Lock()
+        self._capture: ClientCapture | None = None
+        if config.capture is not None:
+            from tfship.client.capture import ClientCapture
+
+            self._capture = ClientCapture(config.capture)
+
+    @property
+    def capture(self) -> ClientCapture | None:
+        """This client's capture (``ClientConfig.capture``), None when it captures nothing."""
+        return self._capture
+
+    def _close_capture(self) -> None:
+        if self._capture is not None:
+            self._capture.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
@@ -322,6 +339,7 @@ class Client(BaseClient, abc.ABC):
         return handles
 
     def _close_replicas(self) -> None:
+        self._close_capture()  # every transport's close() comes through here
         with self._lock:
             handles, self._replica_clients = list(self._replica_clients.values()), {}
         for handle in handles:
@@ -357,6 +375,8 @@ class Client(BaseClient, abc.ABC):
         named = self._named_inputs(ref, inputs)
         outputs, answered = self._call(ref, lambda left: self._predict(ref, named, tuple(output_filter), left),
                                        self._timeout(timeout), named)
+        if self._capture is not None:
+            self._capture.predict(model, answered if answered is not None else version, signature, named, outputs)
         return Prediction(outputs, answered)
 
     def classify(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
@@ -365,8 +385,11 @@ class Client(BaseClient, abc.ABC):
                  timeout: float | None = None) -> ClassifyResult:
         """Classify tf.Examples given as feature dicts (or serialized bytes over gRPC)."""
         ref = ModelRef(model, version, label, signature)
-        return self._call(ref, lambda left: self._classify(ref, list(examples), context, left),
-                          self._timeout(timeout))
+        result = self._call(ref, lambda left: self._classify(ref, list(examples), context, left),
+                            self._timeout(timeout))
+        if self._capture is not None:
+            self._capture.examples("classify", model, version, signature, examples, context, result)
+        return result
 
     def regress(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
                 context: Mapping[str, Any] | None = None, version: int | None = None,
@@ -374,8 +397,11 @@ class Client(BaseClient, abc.ABC):
                 timeout: float | None = None) -> np.ndarray:
         """Regress tf.Examples; returns a float32 array with one value per example."""
         ref = ModelRef(model, version, label, signature)
-        return self._call(ref, lambda left: self._regress(ref, list(examples), context, left),
-                          self._timeout(timeout))
+        result = self._call(ref, lambda left: self._regress(ref, list(examples), context, left),
+                            self._timeout(timeout))
+        if self._capture is not None:
+            self._capture.examples("regress", model, version, signature, examples, context, result)
+        return result
 
     def metadata(self, model: str, *, version: int | None = None, label: str | None = None,
                  timeout: float | None = None) -> ModelMetadata:

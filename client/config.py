@@ -8,6 +8,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tfship.capture import CaptureConfig
 
 __all__ = ["ClientConfig", "RetryPolicy", "TlsConfig"]
 
@@ -72,3 +76,6 @@ class ClientConfig:
     #: Over several replicas: the longest wait (seconds) before the gRPC channel tries a replica
     #: that went away again (grpcio's default is 120 s, far too long for a restarted replica).
     reconnect_backoff_max: float = 5.0
+    #: Record the calls this client makes (sampled, bounded, off the call path) as PredictionLog
+    #: capture files, the format tfship-model-server's logging_config writes (tfship.client.capture).
+    capture: CaptureConfig | None = None

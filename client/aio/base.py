@@ -79,6 +79,7 @@ class AsyncClient(BaseClient, abc.ABC):
         return handles
 
     async def _close_replicas(self) -> None:
+        self._close_capture()  # every transport's close() comes through here
         handles, self._replica_clients = list(self._replica_clients.values()), {}
         for handle in handles:
             await handle.close()
@@ -101,6 +102,8 @@ class AsyncClient(BaseClient, abc.ABC):
         named = await self._named_inputs(ref, inputs)
         outputs, answered = await self._call(ref, lambda left: self._predict(ref, named, tuple(output_filter), left),
                                              self._timeout(timeout), named)
+        if self._capture is not None:
+            self._capture.predict(model, answered if answered is not None else version, signature, named, outputs)
         return Prediction(outputs, answered)
 
     async def classify(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
@@ -109,8 +112,11 @@ class AsyncClient(BaseClient, abc.ABC):
                        timeout: float | None = None) -> ClassifyResult:
         """Classify tf.Examples given as feature dicts (or serialized bytes over gRPC)."""
         ref = ModelRef(model, version, label, signature)
-        return await self._call(ref, lambda left: self._classify(ref, list(examples), context, left),
-                                self._timeout(timeout))
+        result = await self._call(ref, lambda left: self._classify(ref, list(examples), context, left),
+                                  self._timeout(timeout))
+        if self._capture is not None:
+            self._capture.examples("classify", model, version, signature, examples, context, result)
+        return result
 
     async def regress(self, model: str, examples: Sequence[Mapping[str, Any] | bytes], *,
                       context: Mapping[str, Any] | None = None, version: int | None = None,
@@ -118,8 +124,11 @@ class AsyncClient(BaseClient, abc.ABC):
                       timeout: float | None = None) -> np.ndarray:
         """Regress tf.Examples; returns a float32 array with one value per example."""
         ref = ModelRef(model, version, label, signature)
-        return await self._call(ref, lambda left: self._regress(ref, list(examples), context, left),
-                                self._timeout(timeout))
+        result = await self._call(ref, lambda left: self._regress(ref, list(examples), context, left),
+                                  self._timeout(timeout))
+        if self._capture is not None:
+            self._capture.examples("regress", model, version, signature, examples, context, result)
+        return result
 
     async def metadata(self, model: str, *, version: int | None = None, label: str | None = None,
                        timeout: float | None = None) -> ModelMetadata:
