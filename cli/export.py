@@ -68,11 +68,17 @@ def _parse_tolerances(specs: tuple[str, ...], atol: float | None, rtol: float | 
 @click.option("--tolerance", "tolerance_specs", multiple=True, metavar="DTYPE=ATOL,RTOL",
               help="Per-dtype tolerance, e.g. float32=1e-5,1e-4 (repeatable).")
 @click.option("--no-warmup", is_flag=True, help="Do not write tf_serving_warmup_requests.")
+@click.option("--warmup-from", "warmup_from", multiple=True, type=click.Path(exists=True),
+              help="Build the warmup requests from captured traffic (capture files or dirs; repeatable) "
+                   "instead of the samples: one per distinct input shape first.")
+@click.option("--warmup-records", default=100, show_default=True, type=click.IntRange(1, 1000),
+              help="At most this many warmup records from --warmup-from.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def export(model: str, base_dir: str, name: str, version: int | None, architecture: str | None,
            custom_objects: tuple[str, ...], unsafe: bool, samples_file: str | None,
            sample_count: int, atol: float | None, rtol: float | None,
-           tolerance_specs: tuple[str, ...], no_warmup: bool, as_json: bool) -> None:
+           tolerance_specs: tuple[str, ...], no_warmup: bool, warmup_from: tuple[str, ...],
+           warmup_records: int, as_json: bool) -> None:
     """Export MODEL (.keras, .h5, SavedModel dir, or weights file + --architecture) to BASE/NAME/VERSION.
 
     \b
@@ -82,6 +88,7 @@ def export(model: str, base_dir: str, name: str, version: int | None, architectu
     Examples:
       tfship export model.keras --base models --name mnist
       tfship export weights.weights.h5 --architecture mypkg.models:build --base models --name mnist
+      tfship export model.keras --base models --name mnist --warmup-from capture/
     """
     from tfship.export import export_model
     from tfship.export.sources import parse_custom_objects
@@ -98,6 +105,8 @@ def export(model: str, base_dir: str, name: str, version: int | None, architectu
         tolerances=_parse_tolerances(tolerance_specs, atol, rtol),
         warmup=not no_warmup,
         sample_count=sample_count,
+        warmup_from=list(warmup_from) or None,
+        warmup_records=warmup_records,
     )
     if as_json:
         click.echo(json.dumps({"path": str(result.path), "version": result.version,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,8 @@ def export_model(
     tolerances: Mapping[str, Tolerance | tuple[float, float]] | None = None,
     warmup: bool = True,
     sample_count: int = 4,
+    warmup_from: Sequence[str | os.PathLike[str]] | None = None,
+    warmup_records: int = 100,
 ) -> ExportResult:
     """Export a Keras model to ``base_dir/name/<version>/`` and verify it before publishing.
 
@@ -76,6 +78,9 @@ def export_model(
     without them ``sample_count`` deterministic samples are generated. ``input_signature``
     (``tf.TensorSpec``s) or ``samples`` are needed for a subclassed model that was never built.
     ``tolerances`` overrides the per-dtype verification tolerances, e.g. ``{"float32": (1e-4, 1e-3)}``.
+    ``warmup_from`` (capture files or directories, see :mod:`tfship.capture`) builds the warmup
+    file from real captured requests of model ``name`` instead of the samples: at most
+    ``warmup_records``, one per distinct input shape first.
 
     Raises :class:`~tfship.errors.ExportError` subclasses; on any error nothing is published and
     directories this call created are removed again.
@@ -85,7 +90,7 @@ def export_model(
     from tfship.export.signature_defs import read_signature_defs
     from tfship.export.sources import load_source
     from tfship.export.verify import verify_saved_model
-    from tfship.export.warmup import write_warmup_requests
+    from tfship.export.warmup import write_warmup_from_capture, write_warmup_requests
 
     validate_model_name(name)
     if version is not None:
@@ -118,7 +123,10 @@ def export_model(
             diffs = verify_saved_model(staging, inputs, expected, tols)
             signature = manifest_signature(serving, read_signature_defs(staging)["serving_default"])
             save_samples(staging, inputs, expected)
-            if warmup:
+            if warmup and warmup_from:
+                write_warmup_from_capture(staging / WARMUP_PATH, name, [os.fspath(p) for p in warmup_from],
+                                          max_records=warmup_records, signature=signature)
+            elif warmup:
                 write_warmup_requests(staging / WARMUP_PATH, name, inputs)
             _publish.fsync_tree(staging)
             base_manifest = {
