@@ -191,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
             paired["idle_p99"] = idle_rounds(
                 args.paired_rounds, args.idle_connections, servers_by_target["rest"].rest_port, "mlp",
                 lambda: server_cell("rest", "mlp", 1, 16).p99_ms)
+        if args.capture_rounds and "mlp" in models:
+            import capture_bench
+
+            version_dir, _, shape = models["mlp"]
+            capture = capture_bench.run(args.capture_rounds, version_dir, shape, workdir, h2load, args.client_procs,
+                                        args.seconds, args.min_calls, args.server_flag)
+            paired.update(capture["paired_rounds"])
     finally:
         if pool is not None:
             pool.close()
@@ -205,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(t in peers.PEER_TARGETS for t in targets):
         print("\npeers (same SavedModels, same load generator):")
         print(table(cells, [t for t in TFSHIP_TARGETS + peers.PEER_TARGETS if t in targets]))
-    results = checks(cells, paired)
+    import capture_bench
+
+    results = checks(cells, paired) + capture_bench.capture_checks(paired)
     for label, ok, detail in results:
         print(f"{'PASS' if ok else 'MISS'}  {label}: {detail}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--paired-rounds", type=int, default=5,
                         help="alternating rounds behind the ratio targets' verdicts (0: use the table)")
     parser.add_argument("--quick", action="store_true", help="cnn, batch 1 and 1024, 2 s cells")
+    parser.add_argument("--capture-rounds", type=int, default=0, metavar="N",
+                        help="also measure traffic capture's cost, N paired rounds (bench/capture_bench.py)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "server_bench.json")
     args = parser.parse_args(argv)
     if args.quick:
