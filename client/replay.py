@@ -262,8 +262,11 @@ def _send(client: Any, call: CapturedCall, model: str, version: int | None,
         values = client.regress(model, _examples_for(client, call.examples), signature=call.signature or None,
                                 **pin)
         return {"outputs": np.asarray(values, np.float32)}
-    raise ConfigError(f"{call.position}: replaying {call.kind} records is not supported by the client "
-                      "(it has no MultiInference call); leave them out of the capture")
+    raise _NotReplayable(f"{call.kind} records are not replayed: the client has no MultiInference call")
+
+
+class _NotReplayable(Exception):
+    pass
 
 
 def _classify_outputs(call: CapturedCall) -> CapturedCall:
@@ -283,6 +286,9 @@ def _run_one(client: Any, call: CapturedCall, model: str, version: int | None, l
     start = time.perf_counter()
     try:
         answer = _send(client, call, model, version, label)
+    except _NotReplayable as exc:
+        outcome.detail = str(exc)
+        return outcome
     except UnavailableError:
         raise
     except ServingError as exc:

@@ -170,3 +170,34 @@ def test_a_corrupt_file_is_reported_with_its_offset_and_the_others_still_replay(
     (error,) = report.read_errors
     assert bad.name in error and f"offset {records[3].offset}" in error
     assert report.agreement == 1.0
+
+
+class CountingClient:
+    """A real client that counts the predicts it sends (to see what a resumed replay re-sends)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client, self.predicts = client, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def predict_detailed(self, *args: Any, **kwargs: Any) -> Any:
+        self.predicts += 1
+        return self._client.predict_detailed(*args, **kwargs)
+
+
+def test_a_resumed_replay_sends_only_what_was_not_committed(
+        cand_server: Any, v1_capture: Path, tmp_path: Path) -> None:
+    from tfship.errors import ConfigError
+
+    state = tmp_path / "state"
+    with connect(cand_server.grpc_url) as real:
+        client = CountingClient(real)
+        first = replay_capture(client, "cand", [v1_capture], version=1, state_dir=state)
+        assert client.predicts == len(ROWS)
+        with pytest.raises(ConfigError, match="unfinished replay: pass --resume"):
+            replay_capture(client, "cand", [v1_capture], version=1, state_dir=state)
+        again = replay_capture(client, "cand", [v1_capture], version=1, state_dir=state, resume=True)
+        assert client.predicts == len(ROWS)  # every chunk was committed: nothing re-sent
+        assert [r.position for r in again.records] == [r.position for r in first.records]
+        assert again.agreement == first.agreement == 1.0
