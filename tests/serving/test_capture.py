@@ -22,6 +22,7 @@ from tfship.serving.config.model_config import parse_model_config
 
 from tfship.capture import CaptureConfig, read_capture, read_records
 from tfship.capture.files import model_capture_files
+from tfship.wire.tensor import to_ndarray
 
 MODEL = "half"
 
@@ -89,7 +90,7 @@ def test_predict_classify_regress_are_captured_as_tf_serving_prediction_logs(
     for log in logs:
         assert log.log_metadata.model_spec.name == MODEL and log.log_metadata.model_spec.version.value == 1
         assert log.log_metadata.sampling_config.sampling_rate == 1.0
-    assert list(logs[2].predict_log.response.outputs["y"].float_val) == [3.0, 3.5]
+    np.testing.assert_array_equal(to_ndarray(logs[2].predict_log.response.outputs["y"]), [[3.0], [3.5]])
     assert logs[3].log_metadata.model_spec.signature_name == "classify_x_to_y"
     assert [c.classes[0].score for c in logs[3].classify_log.response.result.classifications] == [2.5, 3.5]
     assert logs[4].regress_log.response.result.regressions[0].value == 3.0
@@ -151,7 +152,7 @@ def test_records_name_the_version_that_served_across_a_hot_swap(
         thread.join(30)
     assert not errors
     logs = _wait_records(prefix, len(served))
-    recorded = {log.predict_log.request.inputs["x"].float_val[0]: log.log_metadata.model_spec.version.value
+    recorded = {float(to_ndarray(log.predict_log.request.inputs["x"])[0, 0]): log.log_metadata.model_spec.version.value
                 for log in logs}
     assert recorded == served and set(served.values()) == {1, 2}
 
@@ -207,7 +208,7 @@ def test_a_config_reload_turns_capture_on_and_off(
         client.predict(MODEL, {"x": np.float32([[3]])})
         client.predict(MODEL, {"x": np.float32([[4]])})
     logs = _records(prefix)  # the sink was closed (and flushed) by the reload that removed it
-    assert [log.predict_log.request.inputs["x"].float_val[0] for log in logs] == [2.0]
+    assert [float(to_ndarray(log.predict_log.request.inputs["x"])[0, 0]) for log in logs] == [2.0]
     bad = model_management_pb2.ReloadConfigRequest()
     bad.config.CopyFrom(parse_model_config(_config_text(half_base, _logging(prefix, options="?nope=1"))))
     import grpc

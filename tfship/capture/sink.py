@@ -234,12 +234,13 @@ class CaptureSink:
         return False
 
     def _disk_bytes(self) -> int:
-        total = 0
+        # the current file counts what was written to it, flushed to the kernel or not
+        total = self._file_bytes if self._file is not None else 0
         for f in model_capture_files(self.config.filename_prefix, self.model):
+            if f.path == self._file_path:
+                continue
             with contextlib.suppress(OSError):
                 total += f.path.stat().st_size
-        if self._file is not None:
-            total = max(total, self._file_bytes)
         return total
 
     def _open_file(self) -> None:
