@@ -63,8 +63,9 @@ class ClientCapture:
             return
         config = self.config
         kept = {k: np.array(v) for k, v in inputs.items() if k not in config.exclude_inputs}
+        held = sum(a.nbytes for a in kept.values()) + sum(getattr(a, "nbytes", 0) for a in outputs.values())
         self.sink(model).record(lambda: client_log("predict", model, version, signature or DEFAULT_SIGNATURE,
-                                                   kept, outputs, config))
+                                                   kept, outputs, config), held)
 
     def examples(self, kind: str, model: str, version: int | None, signature: str | None,
                  examples: Sequence[Any], context: Mapping[str, Any] | None, result: Any) -> None:
@@ -76,7 +77,7 @@ class ClientCapture:
         except Exception:  # noqa: BLE001 - capture never fails the call it records
             return
         self.sink(model).record(lambda: client_log(kind, model, version, signature or DEFAULT_SIGNATURE,
-                                                   serialized, result, config))
+                                                   serialized, result, config), sum(map(len, serialized)))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record queued so far is written (tests, and before reading the files)."""

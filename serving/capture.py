@@ -107,14 +107,18 @@ class ServerCapture:
         if api == "predict":
             # the request's arrays may be views into its buffers: copy before leaving the call
             inputs = {k: np.array(v) for k, v in record.inputs.items() if k not in config.exclude_inputs}
-            sink.record(lambda: predict_log(model, version, signature, inputs, outputs, config))
+            held = sum(a.nbytes for a in inputs.values()) + sum(
+                getattr(a, "nbytes", 0) for a in (outputs or {}).values())
+            sink.record(lambda: predict_log(model, version, signature, inputs, outputs, config), held)
         elif api in ("classify", "regress"):
             examples = list(record.inputs)
-            sink.record(lambda: examples_log(api, model, version, signature, examples, outputs, config))
+            sink.record(lambda: examples_log(api, model, version, signature, examples, outputs, config),
+                        sum(map(len, examples)))
         elif api == "multi_inference":
             examples = list(record.inputs)
             names = signature.split(",") if signature else []
             results = list(outputs) if outputs is not None else None
             tasks = [(name, _REGRESS if results is not None and isinstance(result, np.ndarray) else _CLASSIFY)
                      for name, result in zip(names, results or [None] * len(names), strict=False)]
-            sink.record(lambda: multi_inference_log(model, version, tasks, examples, results, config))
+            sink.record(lambda: multi_inference_log(model, version, tasks, examples, results, config),
+                        sum(map(len, examples)))

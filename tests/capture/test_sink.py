@@ -142,3 +142,19 @@ def test_sigkill_loses_only_unflushed_records_and_leaves_files_readable(tmp_path
     records = [r.data[:6] for f in _files(prefix) for r in RecordFile(f)]
     assert records[:200] == [b"%06d" % i for i in range(200)]  # every flushed record survived
     assert records == [b"%06d" % i for i in range(len(records))]  # in order, nothing corrupt
+
+
+def test_the_queue_is_bounded_in_bytes_too(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    def slow() -> bytes:
+        gate.wait(10)
+        return RECORD
+
+    config = CaptureConfig(f"{tmp_path}/", queue_bytes=10_000)
+    with CaptureSink(config, "m") as sink:
+        assert sink.record(slow)  # taken by the writer, which waits on the gate
+        accepted = [sink.record(lambda: RECORD, nbytes=3_000) for _ in range(5)]
+        gate.set()
+    assert accepted == [True, True, True, False, False]
+    assert sink.stats.dropped["queue_full"] == 2 and sink.stats.written == 4

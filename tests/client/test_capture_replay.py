@@ -45,12 +45,18 @@ def _build(path: Path, version: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def cand_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from tfship.deploy.launch import start_model_server
-
+def cand_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("cand")
     for version in (1, 2):
         _build(base / "cand" / str(version), version)
+    return base
+
+
+@pytest.fixture(scope="module")
+def cand_server(cand_base: Path) -> Iterator[Any]:
+    from tfship.deploy.launch import start_model_server
+
+    base = cand_base
     config = base / "models.config"
     config.write_text(f"""model_config_list {{ config {{ name: "cand" base_path: "{base / 'cand'}"
       model_platform: "tensorflow" model_version_policy {{ all {{ }} }} }} }}""")
@@ -147,6 +153,14 @@ def test_cli_exit_codes_and_report(cand_server: Any, v1_capture: Path, tmp_path:
     down = runner.invoke(main, ["replay", str(v1_capture), "--url", f"grpc://127.0.0.1:{free_port()}",
                                 "--model", "cand", "--no-progress", "--timeout", "5"])
     assert down.exit_code == 3 and "error:" in down.output
+
+
+def test_cli_replays_against_an_export_dir_served_for_the_replay(cand_base: Path, v1_capture: Path) -> None:
+    result = CliRunner().invoke(main, ["replay", str(v1_capture), "--export", str(cand_base / "cand" / "2"),
+                                       "--model", "cand", "--no-progress", "--worst", "3"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL cand v2 via grpc://127.0.0.1:" in result.output
+    assert f"agreement {100 * (1 - len(CHANGED) / len(ROWS)):.2f}%" in result.output
 
 
 def test_a_corrupt_file_is_reported_with_its_offset_and_the_others_still_replay(

@@ -69,6 +69,7 @@ class CaptureConfig:
     exclude_outputs: frozenset[str] = field(default_factory=frozenset)
     requests_only: bool = False
     queue_records: int = 10_000
+    queue_bytes: int = 64 * 2**20
 
     def __post_init__(self) -> None:
         if not self.filename_prefix:
@@ -80,8 +81,8 @@ class CaptureConfig:
             raise ConfigError("max_file_bytes and max_total_bytes must be at least 1KiB.")
         if self.retention not in ("drop_new", "delete_oldest"):
             raise ConfigError(f"retention {self.retention!r}: use drop_new or delete_oldest.")
-        if self.queue_records < 1:
-            raise ConfigError("queue_records must be at least 1.")
+        if self.queue_records < 1 or self.queue_bytes < 1:
+            raise ConfigError("queue_records and queue_bytes must be at least 1.")
         for name in ("exclude_inputs", "exclude_outputs"):
             value = getattr(self, name)
             if not isinstance(value, frozenset):
@@ -105,7 +106,7 @@ class CaptureConfig:
             if key not in known:
                 raise ConfigError(f"log_collector_config.type: unknown option {key!r}; known: "
                                   f"{', '.join(sorted(known))}.")
-            if key in ("max_file_bytes", "max_total_bytes"):
+            if key in ("max_file_bytes", "max_total_bytes", "queue_bytes"):
                 options[key] = parse_size(value, key)
             elif key == "queue_records":
                 options[key] = int(parse_size(value, key))

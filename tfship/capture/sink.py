@@ -77,6 +77,8 @@ class CaptureSink:
         self.stats = SinkStats()
         self._on_written, self._on_dropped = on_written, on_dropped
         self._queue: queue.Queue[Any] = queue.Queue(config.queue_records)
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self._file: IO[bytes] | None = None
         self._file_path: Path | None = None
         self._file_bytes = 0
@@ -90,19 +92,32 @@ class CaptureSink:
 
     # ------------------------------------------------------------------ caller side
 
-    def record(self, item: Item) -> bool:
+    def record(self, item: Item, nbytes: int = 0) -> bool:
         """Queue one record (bytes, or a function building them in the writer thread).
 
-        Returns False when it was dropped (queue full, sink closed); never blocks, never raises.
+        ``nbytes`` is what the queued item holds in memory (bytes items count their length): the
+        queue is bounded by ``queue_records`` and ``queue_bytes``, so a writer that falls behind
+        on big requests drops records instead of holding gigabytes. Returns False when it was
+        dropped (queue full, sink closed); never blocks, never raises.
         """
         if self._closed:
             return False
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self._drop("queue_full")
-            return False
-        return True
+        size = len(item) if isinstance(item, bytes) else nbytes
+        with self._bytes_lock:
+            if self._queued_bytes + size > self.config.queue_bytes and self._queued_bytes:
+                full = True
+            else:
+                full = False
+                self._queued_bytes += size
+        if not full:
+            try:
+                self._queue.put_nowait((item, size))
+                return True
+            except queue.Full:
+                with self._bytes_lock:
+                    self._queued_bytes -= size
+        self._drop("queue_full")
+        return False
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every record queued so far is written to the kernel; False on timeout."""
@@ -163,7 +178,10 @@ class CaptureSink:
                     self._flush_file()
                     item.done.set()
                 else:
-                    self._write_item(item)
+                    record, size = item
+                    with self._bytes_lock:
+                        self._queued_bytes -= size
+                    self._write_item(record)
             self._flush_file()
             if stop:
                 self._close_file()
