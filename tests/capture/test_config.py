@@ -39,3 +39,32 @@ def test_bad_options_name_the_problem(kind: str, prefix: str, rate: float, needl
 
 def test_sizes() -> None:
     assert parse_size("64MiB") == 64 * 2**20 and parse_size("10") == 10 and parse_size("1.5KB") == 1500
+
+
+def test_predict_records_assembled_at_the_wire_level_equal_the_message_built_field_by_field() -> None:
+    import numpy as np
+
+    from tfship.capture import predict_log
+    from tfship.wire.protos import serving_wire_pb2 as pb
+    from tfship.wire.tensor import to_tensor_proto
+
+    x = np.arange(6, dtype=np.float32).reshape(3, 2)
+    s = np.array([b"a", b"\xff"], object)
+    config = CaptureConfig("/c/", sampling_rate=0.5, exclude_inputs=frozenset({"secret"}))
+    data = predict_log("m", 4, "sig", {"x": x, "s": s, "secret": x}, {"y": x * 2}, config,
+                       output_filter=["y"], timestamp=1_700_000_000)
+    want = pb.PredictionLog()
+    meta = want.log_metadata
+    meta.model_spec.name, meta.model_spec.signature_name = "m", "sig"
+    meta.model_spec.version.value = 4
+    meta.sampling_config.sampling_rate = 0.5
+    meta.saved_model_tags.append("serve")
+    meta.timestamp_secs = 1_700_000_000
+    request, response = want.predict_log.request, want.predict_log.response
+    request.model_spec.name, request.model_spec.signature_name = "m", "sig"
+    to_tensor_proto(x, request.inputs["x"])
+    to_tensor_proto(s, request.inputs["s"])
+    request.output_filter.append("y")
+    response.model_spec.CopyFrom(meta.model_spec)
+    to_tensor_proto(x * 2, response.outputs["y"])
+    assert pb.PredictionLog.FromString(data) == want
