@@ -149,6 +149,8 @@ class ModelServer:
         from .data_plane import DataPlane
 
         self.data_plane = DataPlane(self.core, self.serving_loop)
+        # logging_config capture sees every served call, whichever front end took it
+        self.data_plane.add_observer(self.core.capture.observe)
         self.core.start_pollers(f["model_config_file"] or None,
                                 f["model_config_file_poll_wait_seconds"])
         self._start_grpc()
