@@ -80,11 +80,13 @@ def _export_target(export_dir: Path, model: str, version: int | None,
 @click.option("--resume", is_flag=True, help="Continue an interrupted replay (same options and --report).")
 @click.option("--worst", default=10, show_default=True, type=click.IntRange(min=0), help="Worst records to list.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@click.option("--start-timeout", type=float, default=300.0, show_default=True,
+              help="Seconds the --export server may take to load the model.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 def replay(captures: tuple[str, ...], url: str | None, export_dir: str | None, model: str,
            capture_model: str | None, model_version: int | None, label: str | None, manifest_dir: str | None,
            min_agreement: float, top_k: int, concurrency: int, report_path: str | None, resume: bool,
-           worst: int, timeout: float, progress: bool) -> None:
+           worst: int, timeout: float, start_timeout: float, progress: bool) -> None:
     """Replay captured calls (capture files or directories) against a target and compare answers.
 
     Each captured Predict/Classify/Regress is sent again and its answer compared with the captured
@@ -114,7 +116,8 @@ def replay(captures: tuple[str, ...], url: str | None, export_dir: str | None, m
     with contextlib.ExitStack() as stack:
         version_dir = Path(manifest_dir) if manifest_dir else None
         if export_dir is not None:
-            url, served_dir = stack.enter_context(_export_target(Path(export_dir), model, model_version, timeout))
+            url, served_dir = stack.enter_context(_export_target(Path(export_dir), model, model_version,
+                                                                           start_timeout))
             version_dir = version_dir or served_dir
             model_version = int(served_dir.name) if served_dir is not None else model_version
         assert url is not None
