@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from client_test_models import needs_tf
+from tfship.cli import main
 from tfship.client import ClientConfig, connect
 from tfship.client.replay import replay_capture
 
 from tfship.capture import CaptureConfig, read_capture
 from tfship.capture.files import model_capture_files
-from tfship.cli import main
 
 pytestmark = needs_tf
 ROWS = np.random.default_rng(5).uniform(0, 1, size=(20, 2)).astype(np.float32)
