@@ -9,7 +9,6 @@ certificates made by the openssl CLI for 127.0.0.1.
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
 import subprocess
 import threading
@@ -20,13 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from needs import need_command
 from tfship.client import ClientConfig, RetryPolicy, TlsConfig, connect
 from tfship.deploy.launch import free_port
 
 from tfship.errors import UnavailableError
 from tfship.wire.protos import serving_wire_pb2 as pb
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _openssl_cli() -> None:
+    need_command("openssl", "openssl")
+
+
 NO_RETRY = RetryPolicy(max_attempts=1)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from swap_checks import assert_fleet_traffic
+from swap_checks import RAW, assert_fleet_traffic, outputs_of
 from tfship.client import connect
 from tfship.deploy.local_fleet import start_local_fleet
 from tfship.deploy.swap import SwapOptions, rollback, swap
@@ -37,8 +37,11 @@ def test_swaps_and_a_rollback_on_three_containers_behind_nginx(
             assert mount["RW"] is False
         options = SwapOptions(url=fleet.grpc_target, timeout=120)
         windows = []
-        with Traffic(fleet.lb_grpc_url, "affine", X, clients=8, max_seconds=900) as through_lb, \
-                Traffic(fleet.grpc_target, "affine", X, clients=8, max_seconds=900) as client_side:
+        expected = {v: outputs_of(make_affine_model(float(v)), X) for v in (1, 2, 3, 4)}
+        with Traffic(fleet.lb_grpc_url, "affine", X, clients=9, via=RAW, rest_url=fleet.lb_rest_url,
+                     expected=expected, max_seconds=900) as through_lb, \
+                Traffic(fleet.grpc_target, "affine", X, clients=8, via=RAW[:2], expected=expected,
+                        max_seconds=900) as client_side:
             through_lb.wait_for_requests(50)
             client_side.wait_for_requests(50)
             for step in range(4):

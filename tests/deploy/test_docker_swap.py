@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from swap_checks import assert_clean_traffic, check_latest_swaps_under_load
+from swap_checks import RAW, assert_clean_traffic, check_latest_swaps_under_load, outputs_of
 from tfship.client import connect
 from tfship.deploy.history import read_history
 from tfship.deploy.launch import free_port
@@ -51,7 +51,7 @@ def _private_umask() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _serve(engine: Any, image: str, models_dir: Path, *extra: str) -> Iterator[str]:
+def _serve(engine: Any, image: str, models_dir: Path, *extra: str) -> Iterator[tuple[str, str]]:
     from tfship.deploy.docker.run import start_container
 
     with start_container(image, models_dir=models_dir, grpc_port=free_port(), rest_port=free_port(),
@@ -59,14 +59,14 @@ def _serve(engine: Any, image: str, models_dir: Path, *extra: str) -> Iterator[s
         assert server.wait_until_available(timeout=CONTAINER_START_TIMEOUT) == {"affine": 1}
         mount = next(m for m in server.container.attrs["Mounts"] if m["Destination"] == "/models/affine")
         assert mount["RW"] is False
-        yield server.grpc_url
+        yield server.grpc_url, server.rest_url
 
 
 def test_latest_policy_swaps_in_a_container_drop_no_request(
     engine: Any, standin_base: str, models_dir: Path, make_affine_model: Any
 ) -> None:
-    with _serve(engine, standin_base, models_dir) as url:
-        check_latest_swaps_under_load(url, models_dir, make_affine_model, swaps=SWAPS, timeout=90)
+    with _serve(engine, standin_base, models_dir) as (url, rest_url):
+        check_latest_swaps_under_load(url, models_dir, make_affine_model, swaps=SWAPS, timeout=90, rest_url=rest_url)
 
 
 def test_label_swaps_in_a_container_reload_its_config_over_grpc(
@@ -81,14 +81,18 @@ def test_label_swaps_in_a_container_reload_its_config_over_grpc(
     )
     os.chmod(config, 0o644)
     with _serve(engine, standin_base, models_dir, "--model_config_file=/models/affine/models.config",
-                "--allow_version_labels_for_unavailable_models") as url:
+                "--allow_version_labels_for_unavailable_models") as (url, rest_url):
         options = SwapOptions(url=url, label="stable", config_file=config, reload="grpc", timeout=90)
         # Under a private umask too: the container (uid 10001) must still read every new version
         # and, on a restart, the rewritten config.
-        with Traffic(url, "affine", X, clients=8, label="stable", max_seconds=400) as traffic, _private_umask():
+        expected = {1: outputs_of(make_affine_model(1.0), X)}
+        with Traffic(url, "affine", X, clients=9, label="stable", via=RAW, rest_url=rest_url, expected=expected,
+                     max_seconds=400) as traffic, _private_umask():
             traffic.wait_for_requests(50)
             for i in range(1, SWAPS + 1):
-                record = swap(models_dir, "affine", make_affine_model(1.0 + i), options=options)
+                model = make_affine_model(1.0 + i)
+                expected[i + 1] = outputs_of(model, X)
+                record = swap(models_dir, "affine", model, options=options)
                 assert (record.outcome, record.to_version) == ("promoted", i + 1)
                 assert record.parity and record.parity["ok"]
         assert_clean_traffic(traffic, set(range(1, SWAPS + 2)))
@@ -116,9 +120,10 @@ def test_an_unloadable_version_never_replaces_the_one_the_container_serves(
     for data in (staged / "variables").glob("variables.data-*"):
         data.write_bytes(data.read_bytes()[:3])
     # No load retries: fail now rather than after 5 retries a minute apart (TF Serving's default).
-    with _serve(engine, standin_base, models_dir, "--max_num_load_retries=0") as url:
+    with _serve(engine, standin_base, models_dir, "--max_num_load_retries=0") as (url, rest_url):
         options = SwapOptions(url=url, timeout=90, verify_in_process=False)
-        with Traffic(url, "affine", X, clients=8, max_seconds=300) as traffic:
+        with Traffic(url, "affine", X, clients=9, via=RAW, rest_url=rest_url,
+                     expected={1: outputs_of(make_affine_model(1.0), X)}, max_seconds=300) as traffic:
             traffic.wait_for_requests(50)
             with pytest.raises(SwapError, match="did not pass on the server") as info:
                 swap(models_dir, "affine", version=2, options=options)
@@ -141,7 +146,7 @@ def test_a_version_exported_under_a_private_umask_is_readable_by_the_container(
 ) -> None:
     """The server in the image runs as uid 10001: a swap grants the new version the read access
     the model dir grants, or it would stay LOADING."""
-    with _serve(engine, standin_base, models_dir) as url, _private_umask():
+    with _serve(engine, standin_base, models_dir) as (url, _), _private_umask():
         record = swap(models_dir, "affine", make_affine_model(2.0), options=SwapOptions(url=url, timeout=60))
         assert (record.outcome, record.to_version) == ("promoted", 2)
         with connect(url) as client:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from swap_checks import assert_clean_traffic, check_latest_swaps_under_load
+from swap_checks import RAW, assert_clean_traffic, check_latest_swaps_under_load, outputs_of
 from tfship.cli import main as cli
 from tfship.client import connect
 from tfship.deploy.history import read_history
@@ -38,7 +38,8 @@ def models_dir(tmp_path: Path, make_affine_model: Any) -> Path:
 
 def test_ten_latest_policy_swaps_under_load_drop_no_request(models_dir: Path, make_affine_model: Any) -> None:
     with start_model_server(models_dir / "affine", "affine") as server:
-        check_latest_swaps_under_load(server.grpc_url, models_dir, make_affine_model, swaps=SWAPS, timeout=60)
+        check_latest_swaps_under_load(server.grpc_url, models_dir, make_affine_model, swaps=SWAPS, timeout=60,
+                                      rest_url=server.rest_url)
 
 
 def test_label_swaps_move_the_label_only_after_the_version_is_loaded_and_verified(
@@ -53,10 +54,14 @@ def test_label_swaps_move_the_label_only_after_the_version_is_loaded_and_verifie
     with start_model_server(model_config_file=str(config), wait_for=[("affine", 1)],
                             extra_args=["--allow_version_labels_for_unavailable_models"]) as server:
         options = SwapOptions(url=server.grpc_url, label="stable", config_file=config, timeout=60)
-        with Traffic(server.grpc_url, "affine", X, clients=8, label="stable", max_seconds=400) as traffic:
+        expected = {1: outputs_of(make_affine_model(1.0), X)}
+        with Traffic(server.grpc_url, "affine", X, clients=9, label="stable", via=RAW, rest_url=server.rest_url,
+                     expected=expected, max_seconds=400) as traffic:
             traffic.wait_for_requests(50)
             for i in range(1, SWAPS + 1):
-                swap(models_dir, "affine", make_affine_model(1.0 + i), options=options)
+                model = make_affine_model(1.0 + i)
+                expected[i + 1] = outputs_of(model, X)
+                swap(models_dir, "affine", model, options=options)
         assert_clean_traffic(traffic, set(range(1, SWAPS + 2)))
         with connect(server.grpc_url) as client:
             assert client.metadata("affine", label="stable").version == SWAPS + 1
@@ -102,7 +107,9 @@ def test_a_bad_version_never_replaces_the_serving_one(
     version = _stage_corrupt_version(models_dir, make_affine_model, corrupt)
     with start_model_server(models_dir / "affine", "affine") as server:
         options = SwapOptions(url=server.grpc_url, timeout=30, verify_in_process=verify_in_process)
-        with Traffic(server.grpc_url, "affine", X, clients=8, max_seconds=200) as traffic:
+        expected = {1: outputs_of(make_affine_model(1.0), X)}
+        with Traffic(server.grpc_url, "affine", X, clients=9, via=RAW, rest_url=server.rest_url,
+                     expected=expected, max_seconds=200) as traffic:
             traffic.wait_for_requests(50)
             with pytest.raises(SwapError) as info:
                 swap(models_dir, "affine", version=version, options=options)

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from needs import skip_or_fail
 
 pytest.importorskip("tensorflow")
 
@@ -111,7 +112,8 @@ def test_2000_idle_keep_alive_connections_do_not_block_others(start_rest: Callab
     if soft < 5000 <= hard or hard == resource.RLIM_INFINITY:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 5000:
-        pytest.skip("needs 5000 file descriptors (2000 connections, both ends in this process)")
+        skip_or_fail("needs 5000 file descriptors (2000 connections, both ends in this process): "
+                     "raise the hard limit (ulimit -Hn; .ci/run raises the soft one to it)")
     server = start_rest(num_threads=2)
     status_request = b"GET /v1/models/half HTTP/1.1\r\nHost: x\r\n\r\n"
     idle: list[socket.socket] = []
