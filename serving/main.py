@@ -21,7 +21,7 @@ from typing import Any
 
 from tfship.errors import InvalidArgumentError, ServingError, UnimplementedError, UnknownError
 
-from .core.flags import FlagError, parse_flags, usage
+from .core.flags import FlagError, ignored_flag_warnings, parse_flags, usage
 
 __all__ = ["main", "ModelServer"]
 
@@ -143,6 +143,9 @@ class ModelServer:
         ).start()
         options = dataclasses.replace(options, serving_loop=self.serving_loop)
         config = self._model_config()
+        from .runtime.custom_ops import register_custom_ops
+
+        register_custom_ops()  # TF Text's ops before any model loads, as upstream's binary links them
         self.metrics = ServerMetrics()
         self.core = ServerCore(options, metrics=self.metrics)
         self.core.start(config)
@@ -269,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s.%(msecs)03d: %(levelname).1s %(name)s] %(message)s",
         datefmt="%Y-%m-%d %H:%M:%S",
     )
+    for warning in ignored_flag_warnings(args):
+        log.warning("%s", warning)
     server = ModelServer(values)
     stop_requested = threading.Event()
 

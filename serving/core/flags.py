@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FLAGS", "Flag", "FlagError", "parse_flags", "usage"]
+__all__ = ["FLAGS", "IGNORED", "Flag", "FlagError", "ignored_flag_warnings", "parse_flags", "usage"]
 
 
 def _ncpu() -> int:
@@ -54,6 +54,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("file_system_poll_wait_seconds", "int32", 1, "Interval in seconds between each poll of the filesystem for new model version. If set to zero poll will be exactly done once and not periodically. Setting this to negative value will disable polling entirely."),
     Flag("flush_filesystem_caches", "bool", True, "If true (the default), filesystem caches will be flushed after the initial load of all servables."),
     Flag("tensorflow_session_parallelism", "int64", 0, "Number of threads to use for running a Tensorflow session."),
+    Flag("tensorflow_session_config_file", "string", "", "If non-empty, read an ascii TensorFlow Session ConfigProto protobuf from the supplied file name."),
     Flag("tensorflow_intra_op_parallelism", "int64", 0, "Number of threads to use to parallelize the execution of an individual op."),
     Flag("tensorflow_inter_op_parallelism", "int64", 0, "Controls the number of operators that can be executed simultaneously."),
     Flag("use_alts_credentials", "bool", False, "Use Google ALTS credentials"),
@@ -80,13 +81,34 @@ FLAGS: tuple[Flag, ...] = (
     Flag("skip_initialize_tpu", "bool", False, "Whether to skip auto initializing TPU."),
     Flag("enable_grpc_healthcheck_service", "bool", False, "Enable the standard gRPC healthcheck service."),
     Flag("enable_serialization_as_tensor_content", "bool", False, "Enable serialization of predict response as tensor content."),
-    Flag("tensorflow_session_config_file", "string", "", "If non-empty, read an ascii TensorFlow Session ConfigProto protobuf from the supplied file name."),
     # tfship addition: TF Serving binds every interface; `tfship serve` passes 127.0.0.1.
     Flag("rest_api_max_request_bytes", "int64", 512 * 1024 * 1024, "tfship: largest accepted REST request body in bytes (after gzip decompression)."),
     Flag("host", "string", "0.0.0.0", "tfship: interface to bind gRPC and REST on (TF Serving binds 0.0.0.0)."),
 )
 
 _BY_NAME = {f.name: f for f in FLAGS}
+
+#: Flags accepted (so upstream command lines keep working) but with no effect here, and why.
+#: The server warns once at start-up for each one given; README "Flags" lists them.
+IGNORED: dict[str, str] = {
+    "enable_per_model_batching_parameters": "per-model batching_params.pbtxt is not read; --batching_parameters_file applies to every model",
+    "num_load_threads": "models load one at a time on the manager thread (upstream's default, 0)",
+    "num_unload_threads": "models unload one at a time on the manager thread (upstream's default, 0)",
+    "flush_filesystem_caches": "there are no filesystem caches to flush (Python reads model files once)",
+    "platform_config_file": "only the tensorflow platform exists; use --model_config_file",
+    "per_process_gpu_memory_fraction": "no GPU support: the server runs on CPU",
+    "remove_unused_fields_from_bundle_metagraph": "the MetaGraphDef is kept whole",
+    "prefer_tflite_model": "TensorFlow Lite models are not served",
+    "num_tflite_pools": "TensorFlow Lite models are not served",
+    "num_tflite_interpreters_per_pool": "TensorFlow Lite models are not served",
+    "xla_cpu_compilation_enabled": "XLA JIT is left as TensorFlow configures it",
+    "xla_gpu_compilation_enabled": "no GPU support",
+    "enable_profiler": "the TF profiler service is not registered on the gRPC port (see README: profiling)",
+    "thread_pool_factory_config_file": "custom thread pools are not supported",
+    "mixed_precision": "models run in the precision they were saved in",
+    "skip_initialize_tpu": "no TPU support",
+    "tensorflow_session_config_file": "the session ConfigProto comes from the parallelism flags only",
+}
 
 
 class FlagError(ValueError):
@@ -145,6 +167,17 @@ def parse_flags(argv: list[str]) -> tuple[dict[str, Any], list[str]]:
             continue
         values[name] = _parse_value(flag, text)
     return values, unknown
+
+
+def ignored_flag_warnings(argv: list[str]) -> list[str]:
+    """One warning per ignored flag (:data:`IGNORED`) given in ``argv``, in the order given."""
+    warnings: list[str] = []
+    for arg in argv:
+        name = arg[2:].partition("=")[0] if arg.startswith("--") else ""
+        if name in IGNORED and not any(w.startswith(f"--{name} ") for w in warnings):
+            warnings.append(f"--{name} is accepted for compatibility but ignored by tfship-model-server: "
+                            f"{IGNORED[name]}")
+    return warnings
 
 
 def usage(program: str = "tfship-model-server") -> str:

@@ -83,6 +83,10 @@ class SessionBundle:
             tags = tuple(tag for tag in tags.split(",") if tag)
         check_saved_model_dir(path)
         import tensorflow as tf
+
+        from .custom_ops import missing_op_hint, register_custom_ops
+
+        register_custom_ops()  # TF Text's ops, as upstream's binary links them
         from tensorflow.python.client import pywrap_tf_session as tf_session
 
         config = tf.compat.v1.ConfigProto(
@@ -104,10 +108,17 @@ class SessionBundle:
             tf_session.ExtendSession(session._session)
         except tf.errors.OpError as exc:
             session.close()
-            raise op_error(exc) from exc
+            error = op_error(exc)
+            hint = missing_op_hint(error.message)
+            if hint:
+                raise error_for_code(error.code, f"{error.message}\n{hint}") from exc
+            raise error from exc
         except (RuntimeError, ValueError, OSError) as exc:
             session.close()
             text = str(exc)
+            hint = missing_op_hint(text)
+            if hint:
+                raise error_for_code(5, f"Failed to load SavedModel at {path}: {text}\n{hint}") from exc
             if "MetaGraphDef associated with tags" in text or "could not be found in SavedModel" in text:
                 raise NotFoundError(
                     f"Could not find meta graph def matching supplied tags: {{ {' '.join(tags)} }}. "
