@@ -173,6 +173,10 @@ class ModelServer:
                 health_check=f["enable_grpc_healthcheck_service"],
                 data_plane=self.data_plane,
             )
+            if f["enable_profiler"]:  # upstream's default: the TF profiler on the gRPC port
+                from .grpc.profiler import add_profiler_service
+
+                add_profiler_service(server)
             if f["port"]:
                 address = f"{f['host']}:{f['port']}"
                 try:

@@ -103,7 +103,6 @@ IGNORED: dict[str, str] = {
     "num_tflite_interpreters_per_pool": "TensorFlow Lite models are not served",
     "xla_cpu_compilation_enabled": "XLA JIT is left as TensorFlow configures it",
     "xla_gpu_compilation_enabled": "no GPU support",
-    "enable_profiler": "the TF profiler service is not registered on the gRPC port (see README: profiling)",
     "thread_pool_factory_config_file": "custom thread pools are not supported",
     "mixed_precision": "models run in the precision they were saved in",
     "skip_initialize_tpu": "no TPU support",
