@@ -269,7 +269,6 @@ class Traffic:
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
         from tfship.client.endpoints import parse_target
         from tfship.client.grpc_transport import channel_target
 

@@ -67,6 +67,6 @@ def missing_op_hint(message: str) -> str | None:
     if _TEXT_OP.search(op):
         return (f"The model uses {op}, an op of TensorFlow Text: install it in the server's "
                 "environment (pip install 'tfship[text]', i.e. tensorflow-text matching TensorFlow's "
-                "version; in Docker: tfship docker build --with-text) and restart the server.")
+                "version; the tensorflow/serving image links these ops already) and restart the server.")
     return (f"The model uses {op}, an op this TensorFlow does not have: install the package that "
             "defines it (for TensorFlow Text ops: pip install 'tfship[text]') and restart the server.")

@@ -27,7 +27,6 @@ from tfship.errors import UnavailableError
 from tfship.wire.protos import serving_wire_pb2 as pb
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def _openssl_cli() -> None:
     need_command("openssl", "openssl")

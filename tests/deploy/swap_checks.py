@@ -16,7 +16,6 @@ from tfship.deploy.history import read_history
 from tfship.deploy.swap import SwapOptions, swap
 from tfship.deploy.traffic import Traffic
 
-
 #: The callers that never retry: a swap must not fail a single one of their calls.
 RAW = ("client", "stub", "http")
 
@@ -74,7 +73,8 @@ def check_latest_swaps_under_load(url: str, models_dir: Path, make_affine_model:
     9 raw clients (tfship's without retries, plain gRPC stubs, plain HTTP when ``rest_url`` is given)
     send requests while ``swaps`` new versions (y = 2*sum(x) + 1 + i) are swapped in: no call fails
     at its only attempt, every answer has the values of the version that answered, every swap is
-    promoted with parity, the last version answers, retention keeps two version dirs and the history holds one promotion per swap.
+    promoted with parity, the last version answers, retention keeps two version dirs and the
+    history holds one promotion per swap.
     """
     x = np.ones((2, 4), np.float32)
     options = SwapOptions(url=url, retention=2, timeout=timeout)

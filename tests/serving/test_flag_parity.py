@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from tfship.deploy.launch import start_model_server
-
 from tfship.serving.core.flags import FLAGS, IGNORED, _ncpu, ignored_flag_warnings, usage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -129,10 +128,9 @@ def test_every_ignored_flag_is_a_real_flag_documented_in_the_readme() -> None:
 
 def test_an_ignored_flag_warns_once() -> None:
     warnings = ignored_flag_warnings(["--port=1", "--num_load_threads=4", "--num_load_threads=8", "--mixed_precision"])
-    assert warnings == [
-        f"--num_load_threads is accepted for compatibility but ignored by tfship-model-server: {IGNORED['num_load_threads']}",
-        f"--mixed_precision is accepted for compatibility but ignored by tfship-model-server: {IGNORED['mixed_precision']}",
-    ]
+    said = "is accepted for compatibility but ignored by tfship-model-server"
+    assert warnings == [f"--num_load_threads {said}: {IGNORED['num_load_threads']}",
+                        f"--mixed_precision {said}: {IGNORED['mixed_precision']}"]
 
 
 @pytest.mark.slow

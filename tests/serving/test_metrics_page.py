@@ -60,9 +60,10 @@ def test_every_listed_metric_is_on_a_live_page_with_its_labels_after_real_traffi
     (tmp_path / "monitoring.txt").write_text(f'prometheus_config {{ enable: true path: "{PATH}" }}\n')
     (tmp_path / "batching.txt").write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 1000 }\n"
                                            "num_batch_threads { value: 2 }\n")
+    half = tf_serving_testdata / "saved_model_half_plus_two_cpu"
     (tmp_path / "models.config").write_text(f"""model_config_list {{
   config {{ name: "dense" base_path: "{tmp_path / 'models' / 'dense'}" model_platform: "tensorflow" }}
-  config {{ name: "half" base_path: "{tf_serving_testdata / 'saved_model_half_plus_two_cpu'}" model_platform: "tensorflow" }}
+  config {{ name: "half" base_path: "{half}" model_platform: "tensorflow" }}
 }}""")
     server = start_model_server(f"--model_config_file={tmp_path / 'models.config'}", "--enable_batching",
                                 f"--batching_parameters_file={tmp_path / 'batching.txt'}",
