@@ -121,7 +121,9 @@ def row(traffic: Any, run: Run, publish: list[float], **fields: Any) -> dict[str
 
     return {
         **fields, "swaps": len(run.records),
-        "requests": summary.requests, "failed": summary.failed,
+        # Raw callers (tfship's client with max_attempts=1): a failed call is one no retry hid.
+        "requests": summary.requests, "failed": summary.failed_without_retries, "retries": summary.retries,
+        "wrong_values": summary.wrong_values + summary.unchecked,
         "versions_ok": set(summary.versions) <= set(range(1, len(run.records) + 2)),
         "promoted": sum(r.outcome == "promoted" for r in run.records),
         "publish_to_serving_p50_s": float(np.median(publish)), "publish_to_serving_max_s": float(max(publish)),
@@ -145,8 +147,10 @@ def scenario(
     with tempfile.TemporaryDirectory(prefix="tfship-swap-bench-") as tmp:
         models_dir = Path(tmp)
         os.chmod(models_dir, 0o755)
-        export_model(mlp(1), models_dir, "mlp")
+        first = mlp(1)
+        export_model(first, models_dir, "mlp")
         candidates = [mlp(seed) for seed in range(2, swaps + 2)]  # trained models arrive ready
+        expected = {v: np.asarray(m(X)) for v, m in enumerate([first, *candidates], start=1)}
         server = local_server(models_dir, plan) if target == "tfship-model-server" else (
             docker_server(models_dir, plan, image or ""))
         with server as url:
@@ -154,7 +158,7 @@ def scenario(
             options = SwapOptions(url=url, label="stable" if plan == "labels" else None, config_file=config,
                                   timeout=120)
             with Traffic(url, "mlp", X, clients=clients, label="stable" if plan == "labels" else None,
-                         max_seconds=1800) as traffic:
+                         expected=expected, max_seconds=1800) as traffic:
                 run = run_swaps([traffic], clients, steady_seconds, candidates,
                                 lambda model: swap(models_dir, "mlp", model, options=options))
     publish = [r.publish_to_serving_s for r in run.records if r.publish_to_serving_s is not None]
@@ -175,13 +179,16 @@ def fleet_scenario(replicas: int, swaps: int, clients: int, steady_seconds: floa
 
     with tempfile.TemporaryDirectory(prefix="tfship-fleet-bench-") as tmp:
         models_dir = Path(tmp) / "models"
-        export_model(mlp(1), models_dir, "mlp")
+        first = mlp(1)
+        export_model(first, models_dir, "mlp")
         candidates = [mlp(seed) for seed in range(2, swaps + 2)]
+        expected = {v: np.asarray(m(X)) for v, m in enumerate([first, *candidates], start=1)}
         with start_local_fleet(models_dir, ["mlp"], replicas=replicas, workdir=Path(tmp) / "run") as fleet:
             options = SwapOptions(url=fleet.grpc_target, timeout=120)
             paths = {"via nginx": fleet.lb_grpc_url, "client-side": fleet.grpc_target}
             with contextlib.ExitStack() as stack:
-                traffic = {name: stack.enter_context(Traffic(url, "mlp", X, clients=clients, max_seconds=1800))
+                traffic = {name: stack.enter_context(Traffic(url, "mlp", X, clients=clients, expected=expected,
+                                                             max_seconds=1800))
                            for name, url in paths.items()}
                 run = run_swaps(list(traffic.values()), clients, steady_seconds, candidates,
                                 lambda model: swap(models_dir, "mlp", model, options=options))
@@ -228,20 +235,21 @@ def main() -> int:
             print(f"running {target} / {plan} ...", file=sys.stderr, flush=True)
             rows.append(scenario(target, plan, args.swaps, args.clients, args.steady_seconds, image))
 
-    header = (f"{'target':<24} {'plan':<7} {'swaps':>5} {'requests':>8} {'failed':>6} {'old/new':>7} "
+    header = (f"{'target':<24} {'plan':<7} {'swaps':>5} {'requests':>8} {'failed':>6} {'wrong':>5} {'old/new':>7} "
               f"{'pub->serve p50':>14} {'max':>6} {'p99 steady':>10} {'p99 swap':>9} {'ratio':>6} "
               f"{'rps steady':>10} {'rps swap':>9}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['target']:<24} {r['plan']:<7} {r['swaps']:>5} {r['requests']:>8} {r['failed']:>6} "
+              f"{r['wrong_values']:>5} "
               f"{'yes' if r['versions_ok'] else 'NO':>7} {r['publish_to_serving_p50_s']:>12.2f} s "
               f"{r['publish_to_serving_max_s']:>5.2f}s {r['steady_p99_ms']:>8.1f}ms {r['swap_p99_ms']:>7.1f}ms "
               f"{r['p99_ratio']:>5.2f}x {r['steady_rps']:>10.0f} {r['swap_rps']:>9.0f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))
     print(f"\nwrote {args.json}")
-    return 0 if all(r["failed"] == 0 and r["versions_ok"] for r in rows) else 1
+    return 0 if all(r["failed"] == 0 and r["wrong_values"] == 0 and r["versions_ok"] for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ clients parse and pick endpoints the same way:
   ``grpc://a:8500``, ``grpc://a:8500,b:8500,c:8500``, ``http://a:8501,b:8501``, a list of URLs,
   or ``dns:///models-headless.ns.svc:8500`` (gRPC; ``dns+http:///``, ``dns+https:///`` and
   ``dns+grpcs:///`` for the others): a name whose A/AAAA records are the replicas, which is what
-  a Kubernetes headless Service is.
+  a Kubernetes headless Service is. ``dns://10.0.0.10:53/NAME:8500`` asks that DNS server instead
+  of the system resolver (gRPC's own syntax; REST needs ``tfship[dns]``, i.e. dnspython).
 * :meth:`Target.resolve` turns it into concrete :class:`Endpoint` s (one per replica address).
 * :class:`RoundRobin` picks the endpoint for each call and skips, for a short cool-down, an endpoint
   that just refused or dropped a connection, so a dead replica costs one retried call, not a third
@@ -87,6 +88,8 @@ class Target(_Scheme):
     endpoints: tuple[Endpoint, ...] = ()
     dns_name: str | None = None
     dns_port: int | None = None
+    #: ``HOST:PORT`` of the DNS server to ask (``dns://HOST:PORT/NAME``); None = the system resolver.
+    dns_server: str | None = None
 
     @property
     def several(self) -> bool:
@@ -103,11 +106,16 @@ class Target(_Scheme):
             return list(self.endpoints)
         port = self.dns_port or _DEFAULT_PORTS[self.scheme]
         return [Endpoint(self.scheme, address, port, server_name=self.dns_name)
-                for address in resolve_addresses(self.dns_name, port)]
+                for address in resolve_addresses(self.dns_name, port, server=self.dns_server)]
 
 
-def resolve_addresses(name: str, port: int) -> list[str]:
-    """Every distinct address ``name`` resolves to (A and AAAA), in resolver order."""
+def resolve_addresses(name: str, port: int, *, server: str | None = None) -> list[str]:
+    """Every distinct address ``name`` resolves to (A and AAAA), in resolver order.
+
+    ``server`` (``HOST:PORT``) asks that DNS server directly instead of the system resolver.
+    """
+    if server is not None:
+        return _ask_dns_server(name, server)
     try:
         infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -118,6 +126,35 @@ def resolve_addresses(name: str, port: int) -> list[str]:
         address = str(sockaddr[0])
         if address not in addresses:
             addresses.append(address)
+    return addresses
+
+
+def _ask_dns_server(name: str, server: str) -> list[str]:
+    try:
+        import dns.exception
+        import dns.resolver
+    except ImportError:
+        raise ConfigError(f"Asking the DNS server {server} for {name!r} needs dnspython: "
+                          "pip install 'tfship[dns]' (or use dns:///NAME for the system resolver).") from None
+    host, _, port = server.rpartition(":")
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [host.strip("[]")]
+    resolver.port = int(port)
+    resolver.lifetime = 5.0
+    addresses: list[str] = []
+    for kind in ("A", "AAAA"):
+        try:
+            answer = resolver.resolve(name, kind, search=False)
+        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            continue
+        except dns.exception.DNSException as exc:
+            if addresses:  # e.g. a server that refuses AAAA for a name it only has A records for
+                continue
+            raise ConfigError(f"DNS server {server} did not answer for {name!r}: {exc}") from None
+        addresses += [r.address for r in answer if r.address not in addresses]
+    if not addresses:
+        raise ConfigError(f"DNS name {name!r} does not resolve at {server}. Check the name (a headless "
+                          "Service resolves to its ready pods only).")
     return addresses
 
 
@@ -160,11 +197,19 @@ def _endpoint(url: str, scheme: str) -> Endpoint:
 
 
 def _parse_dns(url: str, scheme: str, rest: str) -> Target:
-    # gRPC's own target syntax: dns:[//AUTHORITY]/HOST[:PORT]; a DNS server authority is not supported.
-    if not rest.startswith("/") or rest.startswith("//"):
-        authority = rest.split("/", 1)[0]
-        raise ConfigError(f"Cannot connect to {url!r}: write dns:///NAME:PORT (three slashes); "
-                          f"a DNS server authority ({authority!r}) is not supported.")
+    # gRPC's own target syntax: dns:[//AUTHORITY]/HOST[:PORT], AUTHORITY = the DNS server to ask.
+    server: str | None = None
+    if not rest.startswith("/"):
+        authority, slash, rest = rest.partition("/")
+        if authority and is_ip_literal(authority.strip("[]")):
+            authority = f"{authority}:53"  # DNS's port, as gRPC defaults it
+        if not slash or not authority or not _is_host_port(authority):
+            raise ConfigError(f"Cannot connect to {url!r}: write dns:///NAME:PORT (three slashes), or "
+                              "dns://DNS_SERVER_IP:PORT/NAME:PORT to ask a given DNS server.")
+        server = authority
+        rest = "/" + rest
+    if rest.startswith("//"):
+        raise ConfigError(f"Cannot connect to {url!r}: write dns:///NAME:PORT (three slashes).")
     parts = urlsplit(f"{scheme}://{rest.lstrip('/')}")
     if "," in rest or not parts.hostname or parts.path not in ("", "/"):
         raise ConfigError(f"Cannot connect to {url!r}: a dns:/// target names one host, e.g. "
@@ -173,7 +218,13 @@ def _parse_dns(url: str, scheme: str, rest: str) -> Target:
         port = parts.port
     except ValueError:
         raise ConfigError(f"Cannot connect to {url!r}: the port is not a number in 1-65535.") from None
-    return Target(url, scheme, dns_name=parts.hostname, dns_port=port or _DEFAULT_PORTS[scheme])
+    return Target(url, scheme, dns_name=parts.hostname, dns_port=port or _DEFAULT_PORTS[scheme], dns_server=server)
+
+
+def _is_host_port(authority: str) -> bool:
+    """``IP:PORT`` (``[v6]:PORT``): a DNS server is named by address, as gRPC's c-ares resolver needs."""
+    host, sep, port = authority.rpartition(":")
+    return bool(sep) and port.isdigit() and 0 < int(port) < 65536 and is_ip_literal(host.strip("[]"))
 
 
 def _merge(targets: list[Target], url: str) -> Target:

@@ -135,7 +135,7 @@ def channel_target(target: Target) -> str:
     """
     if target.dns_name is not None:
         host = f"[{target.dns_name}]" if ":" in target.dns_name else target.dns_name
-        return f"dns:///{host}:{target.dns_port}"
+        return f"dns://{target.dns_server or ''}/{host}:{target.dns_port}"
     if len(target.endpoints) == 1:
         return target.endpoints[0].netloc
     addresses: list[tuple[str, int]] = []

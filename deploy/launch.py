@@ -114,12 +114,13 @@ def start_model_server(model_base_path: str | os.PathLike[str] | None = None,
                        extra_args: Sequence[str] = (), timeout: float = 120.0, rest: bool = True,
                        log_path: str | os.PathLike[str] | None = None,
                        env: dict[str, str] | None = None, grpc_port: int | None = None,
-                       rest_port: int | None = None) -> ModelServer:
+                       rest_port: int | None = None, host: str = "127.0.0.1") -> ModelServer:
     """Start tfship-model-server on free ports and wait until it serves.
 
     ``rest=False`` starts no REST server (``--rest_api_port=0``). ``wait_for`` lists
     ``(model, version or None)`` pairs that must be AVAILABLE (default: the single ``model_name``).
     ``grpc_port``/``rest_port`` pin the ports (restarting a replica where its clients expect it).
+    ``host`` is the loopback address to bind (127.0.0.2 ... stand for pods on one port).
     Raises :class:`UnavailableError` with the server's log tail if it exits or is not ready within
     ``timeout`` seconds.
     """
@@ -128,7 +129,7 @@ def start_model_server(model_base_path: str | os.PathLike[str] | None = None,
     while rest and rest_port == grpc_port:
         rest_port = free_port()
     # Loopback only: tfship-model-server binds 0.0.0.0 by default, like TF Serving.
-    args = [f"--port={grpc_port}", f"--rest_api_port={rest_port}", "--host=127.0.0.1"]
+    args = [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--host={host}"]
     if model_config_file:
         args.append(f"--model_config_file={model_config_file}")
     else:
@@ -146,7 +147,7 @@ def start_model_server(model_base_path: str | os.PathLike[str] | None = None,
     process = subprocess.Popen(server_command() + args, stdout=log_file, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, env=run_env)
     log_file.close()
-    server = ModelServer(process, grpc_port, rest_port, Path(log_path), args)
+    server = ModelServer(process, grpc_port, rest_port, Path(log_path), args, host)
     targets: list[tuple[str, int | None]] = (
         list(wait_for) if wait_for else [(model_name or Path(str(model_base_path)).name, None)])
 

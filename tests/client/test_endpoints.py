@@ -25,6 +25,13 @@ def test_a_list_of_replicas_is_one_round_robin_grpc_channel() -> None:
     assert channel_target(parse_target("grpc://127.0.0.1:1")) == "127.0.0.1:1"
 
 
+def test_a_dns_server_authority_is_asked_instead_of_the_system_resolver() -> None:
+    target = parse_target("dns://127.0.0.1:5353/models.test:8500")
+    assert (target.dns_server, target.dns_name, target.dns_port) == ("127.0.0.1:5353", "models.test", 8500)
+    assert channel_target(target) == "dns://127.0.0.1:5353/models.test:8500"  # gRPC's c-ares asks it itself
+    assert parse_target("dns+http://10.0.0.10/models.test:8501").dns_server == "10.0.0.10:53"
+
+
 def test_dns_names_resolve_to_one_endpoint_per_address() -> None:
     target = parse_target("dns+http:///localhost:8501")
     assert target.scheme == "http" and target.dns_name == "localhost" and target.several
@@ -38,7 +45,8 @@ def test_dns_names_resolve_to_one_endpoint_per_address() -> None:
     ("grpc://a:1,http://b:2", "scheme"),
     (["grpc://a:1", "http://b:2"], "one scheme"),
     ("grpc://a:1,a:1", "listed twice"),
-    ("dns://8.8.8.8/h:1", "three slashes"),
+    ("dns://dns.example/h:1", "DNS_SERVER_IP:PORT"),
+    ("dns://8.8.8.8:99999/h:1", "DNS_SERVER_IP:PORT"),
     ("dns:///a:1,b:1", "names one host"),
     ("grpc://a:1,b:99999", "1-65535"),
     ([], "No server URL"),
