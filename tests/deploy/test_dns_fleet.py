@@ -137,7 +137,7 @@ def test_a_fourth_record_is_reached_after_re_resolution(fleet: DnsFleet) -> None
         reached: dict[str, float] = {}
         # gRPC: a connection ends every MAX_CONNECTION_AGE_MS (+2 s grace), then c-ares' 30 s minimum
         # between resolutions; REST: DNS_REFRESH_SECONDS. Slack for a loaded 2-core box.
-        limit = MAX_CONNECTION_AGE_MS / 1000 + 2 + 30 + 15
+        limit = MAX_CONNECTION_AGE_MS / 1000 + 2 + 30 + 30
         while len(reached) < 2:
             assert time.monotonic() - added < limit, f"not reached within {limit:g} s: {reached}"
             for _ in range(4):  # a full rotation over 4 replicas per round
@@ -149,4 +149,4 @@ def test_a_fourth_record_is_reached_after_re_resolution(fleet: DnsFleet) -> None
                     reached[transport] = time.monotonic() - added
             time.sleep(0.2)  # steady traffic, not a synchronisation
     print(f"fourth replica reached after: REST {reached['rest']:.1f} s, gRPC {reached['grpc']:.1f} s")
-    assert reached["rest"] <= RestReplicas.DNS_REFRESH_SECONDS + 15.0
+    assert reached["rest"] <= RestReplicas.DNS_REFRESH_SECONDS + 20.0
