@@ -23,14 +23,13 @@ from click.testing import CliRunner
 from dns_server import DnsServer, dns_server
 from prometheus_client.parser import text_string_to_metric_families
 from swap_checks import RAW, assert_no_failure_without_retries, outputs_of
+from tfship.cli import main as cli
 from tfship.client import connect
 from tfship.client.rest_transport import RestReplicas
 from tfship.deploy.launch import ModelServer, free_port, start_model_server
 from tfship.deploy.swap import SwapOptions, swap
 from tfship.deploy.traffic import Traffic
 from tfship.export import export_model
-
-from tfship.cli import main as cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
