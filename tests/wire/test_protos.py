@@ -19,7 +19,7 @@ PROTO_DIR = ROOT / "tfship" / "wire" / "protos"
 @pytest.mark.skipif(importlib.util.find_spec("grpc_tools") is None, reason="grpcio-tools not installed")
 def test_regenerating_gives_the_committed_files(tmp_path: Path) -> None:
     subprocess.run(["bash", str(ROOT / "scripts" / "gen-protos"), str(tmp_path)], cwd=ROOT, check=True)
-    for name in ("serving_wire_pb2.py", "serving_wire_pb2.pyi"):
+    for name in ("serving_wire_pb2.py", "serving_wire_pb2.pyi", "open_inference_pb2.py", "open_inference_pb2.pyi"):
         fresh = tmp_path / "tfship" / "wire" / "protos" / name
         assert filecmp.cmp(fresh, PROTO_DIR / name, shallow=False), (
             f"{name} is stale: run scripts/gen-protos and commit the result")
