@@ -21,6 +21,11 @@ def connect(url: str | Sequence[str], config: ClientConfig | None = None) -> Cli
     gone is retried on another one within the :class:`RetryPolicy` and the call's deadline, and
     :meth:`Client.replicas` gives one client per replica.
 
+    ``v2+grpc://``, ``v2+http://`` (and ``v2+`` before any form above) speak the Open Inference
+    Protocol (KServe V2) instead, to Triton, KServe, MLServer or tfship-model-server's V2 front
+    ends, with the same API (see :mod:`tfship.client.v2_transport` for how versions, labels and
+    signatures map).
+
     Use it as a context manager so channels and connection pools are closed::
 
         with connect("grpc://127.0.0.1:8500") as client:
@@ -28,6 +33,10 @@ def connect(url: str | Sequence[str], config: ClientConfig | None = None) -> Cli
     """
     config = config or ClientConfig()
     target = parse_target(url)
+    if target.protocol == "v2":
+        from tfship.client.v2_transport import V2GrpcClient, V2RestClient
+
+        return V2GrpcClient(target, config) if target.is_grpc else V2RestClient(target, config)
     if target.is_grpc:
         from tfship.client.grpc_transport import GrpcClient
 

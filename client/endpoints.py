@@ -9,6 +9,9 @@ clients parse and pick endpoints the same way:
   ``dns+grpcs:///`` for the others): a name whose A/AAAA records are the replicas, which is what
   a Kubernetes headless Service is. ``dns://10.0.0.10:53/NAME:8500`` asks that DNS server instead
   of the system resolver (gRPC's own syntax; REST needs ``tfship[dns]``, i.e. dnspython).
+* ``v2+`` before any of these (``v2+grpc://a:8500``, ``v2+http://a:8501,b:8501``,
+  ``v2+dns:///NAME:8500``) selects the Open Inference Protocol (KServe V2) instead of TF Serving's
+  API, for the same hosts and ports: :attr:`Target.protocol` is ``"v2"``.
 * :meth:`Target.resolve` turns it into concrete :class:`Endpoint` s (one per replica address).
 * :class:`RoundRobin` picks the endpoint for each call and skips, for a short cool-down, an endpoint
   that just refused or dropped a connection, so a dead replica costs one retried call, not a third
@@ -26,7 +29,7 @@ import itertools
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from tfship.errors import ConfigError
@@ -37,10 +40,12 @@ _SCHEMES = ("grpc", "grpcs", "http", "https")
 _DEFAULT_PORTS = {"grpc": 8500, "grpcs": 443, "http": 8501, "https": 443}
 _DNS_SCHEMES = {"dns": "grpc", "dns+grpc": "grpc", "dns+grpcs": "grpcs", "dns+http": "http", "dns+https": "https"}
 
+_V2_PREFIX = "v2+"
 _USAGE = ("use grpc://HOST:PORT (TF Serving's --port, default 8500) or http://HOST:PORT "
           "(--rest_api_port, default 8501), grpcs:// and https:// for TLS; several replicas as "
           "grpc://a:8500,b:8500 or a DNS name that resolves to every replica as dns:///NAME:8500 "
-          "(dns+http:///NAME:8501 for REST).")
+          "(dns+http:///NAME:8501 for REST); put v2+ in front (v2+grpc://, v2+http://, v2+dns:///) for "
+          "the Open Inference Protocol (KServe V2: Triton, KServe, MLServer, tfship-model-server).")
 
 
 class _Scheme:
@@ -65,6 +70,8 @@ class Endpoint(_Scheme):
     #: The name the endpoint was found under when ``host`` is an address from a DNS lookup; REST
     #: sends it as the Host header and TLS as the server name.
     server_name: str | None = None
+    #: ``"tfs"`` (TF Serving's API) or ``"v2"`` (the Open Inference Protocol).
+    protocol: str = "tfs"
 
     @property
     def netloc(self) -> str:
@@ -73,7 +80,8 @@ class Endpoint(_Scheme):
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://{self.netloc}"
+        prefix = _V2_PREFIX if self.protocol == "v2" else ""
+        return f"{prefix}{self.scheme}://{self.netloc}"
 
     def __str__(self) -> str:
         return self.url
@@ -90,6 +98,8 @@ class Target(_Scheme):
     dns_port: int | None = None
     #: ``HOST:PORT`` of the DNS server to ask (``dns://HOST:PORT/NAME``); None = the system resolver.
     dns_server: str | None = None
+    #: ``"tfs"`` (TF Serving's API) or ``"v2"`` (the Open Inference Protocol, a ``v2+`` URL).
+    protocol: str = "tfs"
 
     @property
     def several(self) -> bool:
@@ -105,7 +115,7 @@ class Target(_Scheme):
         if self.dns_name is None:
             return list(self.endpoints)
         port = self.dns_port or _DEFAULT_PORTS[self.scheme]
-        return [Endpoint(self.scheme, address, port, server_name=self.dns_name)
+        return [Endpoint(self.scheme, address, port, server_name=self.dns_name, protocol=self.protocol)
                 for address in resolve_addresses(self.dns_name, port, server=self.dns_server)]
 
 
@@ -166,6 +176,12 @@ def parse_target(url: str | Sequence[str]) -> Target:
             raise ConfigError(f"No server URL given: {_USAGE}")
         return _merge([parse_target(u) for u in urls], ",".join(urls))
     text = url.strip().rstrip("/")
+    if text.lower().startswith(_V2_PREFIX):
+        # "v2+grpc://a:8500,v2+grpc://b:8500": every host of the list is a V2 one
+        hosts = text[len(_V2_PREFIX):].split(",")
+        base = parse_target(",".join(h[len(_V2_PREFIX):] if h.lower().startswith(_V2_PREFIX) else h for h in hosts))
+        endpoints = tuple(replace(e, protocol="v2") for e in base.endpoints)
+        return replace(base, url=text, endpoints=endpoints, protocol="v2")
     scheme, sep, rest = text.partition("://")
     scheme = scheme.lower()
     if not sep:
@@ -232,6 +248,9 @@ def _merge(targets: list[Target], url: str) -> Target:
     if len(schemes) > 1:
         raise ConfigError(f"Cannot connect to {url!r}: all replicas must use one scheme, got {sorted(schemes)}; "
                           "open one client per transport.")
+    if len({t.protocol for t in targets}) > 1:
+        raise ConfigError(f"Cannot connect to {url!r}: mix of v2+ (Open Inference Protocol) and TF Serving URLs; "
+                          "open one client per protocol.")
     if any(t.dns_name for t in targets):
         if len(targets) > 1:
             raise ConfigError(f"Cannot connect to {url!r}: give one dns:/// name or a list of endpoints, not both.")
@@ -242,7 +261,7 @@ def _merge(targets: list[Target], url: str) -> Target:
             if endpoint in endpoints:
                 raise ConfigError(f"Cannot connect to {url!r}: {endpoint.url} is listed twice.")
             endpoints.append(endpoint)
-    return Target(url, targets[0].scheme, tuple(endpoints))
+    return Target(url, targets[0].scheme, tuple(endpoints), protocol=targets[0].protocol)
 
 
 def is_ip_literal(host: str) -> bool:

@@ -74,7 +74,7 @@ class AsyncClient(BaseClient, abc.ABC):
             handle = self._replica_clients.get(endpoint)
             if handle is None:
                 handle = self._replica_clients[endpoint] = type(self)(
-                    Target(endpoint.url, endpoint.scheme, (endpoint,)), self.config)
+                    Target(endpoint.url, endpoint.scheme, (endpoint,), protocol=endpoint.protocol), self.config)
             handles.append(handle)
         return handles
 

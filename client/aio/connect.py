@@ -12,7 +12,8 @@ __all__ = ["connect"]
 
 
 def connect(url: str | Sequence[str], config: ClientConfig | None = None) -> AsyncClient:
-    """An :class:`AsyncClient` for ``grpc://``, ``grpcs://``, ``http://`` or ``https://`` URLs.
+    """An :class:`AsyncClient` for ``grpc://``, ``grpcs://``, ``http://`` or ``https://`` URLs
+    (``v2+`` in front for the Open Inference Protocol).
 
     The same targets as :func:`tfship.client.connect`, parsed by the same code: several replicas
     as ``grpc://a:8500,b:8500`` (or a list), or ``dns:///NAME:8500`` / ``dns+http:///NAME:8501``,
@@ -26,6 +27,10 @@ def connect(url: str | Sequence[str], config: ClientConfig | None = None) -> Asy
     """
     config = config or ClientConfig()
     target = parse_target(url)
+    if target.protocol == "v2":
+        from tfship.client.aio.v2_transport import AsyncV2GrpcClient, AsyncV2RestClient
+
+        return AsyncV2GrpcClient(target, config) if target.is_grpc else AsyncV2RestClient(target, config)
     if target.is_grpc:
         from tfship.client.aio.grpc_transport import AsyncGrpcClient
 
