@@ -161,6 +161,7 @@ class ModelServer:
 
     def _start_grpc(self) -> None:
         from .grpc.server import build_grpc_server
+        from .v2.grpc import v2_service_handler
 
         f = self.flags
 
@@ -177,6 +178,8 @@ class ModelServer:
                 from .grpc.profiler import add_profiler_service
 
                 add_profiler_service(server)
+            # the Open Inference Protocol beside TF Serving's services (the names do not collide)
+            server.add_generic_rpc_handlers((v2_service_handler(self.data_plane),))
             if f["port"]:
                 address = f"{f['host']}:{f['port']}"
                 try:
@@ -218,6 +221,9 @@ class ModelServer:
             serving_loop=self.serving_loop,
             data_plane=self.data_plane,
         )
+        from .v2.rest import V2Rest
+
+        self.rest_server.app.mount(V2Rest(self.data_plane))  # /v2 beside /v1, same port and limits
         self.rest_server.start()
         self.rest_port = self.rest_server.port
         log.info("Exporting HTTP/REST API at:%s:%d ...", f["host"], self.rest_port)

@@ -94,6 +94,14 @@ class RestApp:
         #: set by the server when it drains: every response then says ``Connection: close``
         self.closing = False
         self._slots = asyncio.Semaphore(max(1, num_threads))
+        self._mounts: list[Any] = []
+
+    def mount(self, front_end: Any) -> None:
+        """Serve another API beside ``/v1`` (e.g. the V2 front end at ``/v2``), with the same body
+        limit, CORS, in-flight gauge and slots. ``front_end`` has ``prefix``,
+        ``takes_slot(method)`` and ``async handle(method, raw_path, header, body, timeout)``
+        returning an answer with ``status``, ``body``, ``content_type`` and ``headers``."""
+        self._mounts.append(front_end)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,7 +124,9 @@ class RestApp:
         if method not in _METHODS:
             await self._send(send, 501, wjson.dumps({"error": f"Unsupported method ({method!r})"}))
             return
-        if not _V1.fullmatch(path):
+        mounted = next((m for m in self._mounts if path == m.prefix or path.startswith(m.prefix + "/")
+                        or path.startswith(m.prefix + "?")), None)
+        if mounted is None and not _V1.fullmatch(path):
             await self._send(send, 404, _HTML_404, b"text/html")
             return
         if method == "OPTIONS":
@@ -131,6 +141,12 @@ class RestApp:
             gauge.inc()
         try:
             # status and metadata are answered on the loop: they take no slot, never wait behind model runs
+            if mounted is not None:
+                async with self._slots if mounted.takes_slot(method) else contextlib.nullcontext():
+                    answer = await mounted.handle(method, path, lambda name: _header(scope, name), body,
+                                                  self.timeout)
+                await self._send(send, answer.status, answer.body, answer.content_type, headers=answer.headers)
+                return
             async with contextlib.nullcontext() if method == "GET" else self._slots:
                 response = await handle(self.plane, method, path, body, self.timeout)
         finally:
@@ -187,9 +203,10 @@ class RestApp:
             raise _Reject(400, f"Failed to decompress gzip request body: {exc}") from None
 
     async def _send(
-        self, send: Send, status: int, body: bytes, content_type: bytes | None = _JSON, close: bool = False
+        self, send: Send, status: int, body: bytes, content_type: bytes | None = _JSON, close: bool = False,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
-        headers = [(b"content-length", str(len(body)).encode())]
+        headers = [(b"content-length", str(len(body)).encode()), *(headers or ())]
         if content_type:
             headers.append((b"content-type", content_type))
         headers += self.extra_headers
