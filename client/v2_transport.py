@@ -73,7 +73,7 @@ def version_string(ref: ModelRef) -> str:
     return ref.label or ""
 
 
-def unsupported(what: str, url: str) -> UnimplementedError:
+def unsupported(what: str, url: str) -> ServingError:
     return UnimplementedError(
         f"{what} has no Open Inference Protocol (V2) equivalent, and {url} is a V2 URL; call it over "
         "TF Serving's API (grpc:// or http://) or use predict().")

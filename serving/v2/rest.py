@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from tfship.errors import InvalidArgumentError, NotFoundError, ServingError, UnimplementedError
+from tfship.errors import InvalidArgumentError, NotFoundError, ServingError
 from tfship.wire import v2
 from tfship.wire.json import dumps
 
@@ -53,6 +53,14 @@ def _error(exc: ServingError) -> RestAnswer:
     return _json(exc.http_status, {"error": exc.message})
 
 
+class _WrongMethod(Exception):
+    """A V2 path asked with a method it does not take: 405 with ``Allow`` (no canonical code says it)."""
+
+    def __init__(self, method: str, allowed: str) -> None:
+        super().__init__(f"Use {allowed} for this V2 path, not {method}.")
+        self.allowed = allowed
+
+
 class V2Rest:
     """The ``/v2`` routes over one :class:`DataPlane`."""
 
@@ -73,6 +81,8 @@ class V2Rest:
             return await self._route(method, path.split("?", 1)[0], header, body, timeout)
         except ServingError as exc:
             return _error(exc)
+        except _WrongMethod as exc:
+            return RestAnswer(405, dumps({"error": str(exc)}), headers=[(b"allow", exc.allowed.encode())])
 
     async def _route(self, method: str, path: str, header: Callable[[bytes], bytes | None], body: bytes,
                      timeout: float | None) -> RestAnswer:
@@ -109,7 +119,7 @@ class V2Rest:
     @staticmethod
     def _method(method: str, allowed: str) -> None:
         if method != allowed:
-            raise UnimplementedError(f"Use {allowed} for this V2 path, not {method}.")
+            raise _WrongMethod(method, allowed)
 
     async def _infer(self, name: str, version: str, header: Callable[[bytes], bytes | None], body: bytes,
                      timeout: float | None) -> RestAnswer:

@@ -37,7 +37,7 @@ def test_every_datatype_round_trips_raw_json_binary_and_proto(datatype: str) -> 
     for binary in (False, True):
         body, header = v2.request_to_json(v2.InferRequest("m", inputs={"x": x}), binary=binary)
         _equal(v2.request_from_json(body, header, "m").inputs["x"], x)
-        body, header = v2.response_to_json(v2.InferResponse("m", "1", outputs={"y": x}), lambda n: binary)
+        body, header = v2.response_to_json(v2.InferResponse("m", "1", outputs={"y": x}), lambda n, b=binary: b)
         _equal(v2.response_from_json(body, header).outputs["y"], x)
     for raw in (True, False):
         data = v2.request_to_proto(v2.InferRequest("m", "3", inputs={"x": x}), raw=raw)

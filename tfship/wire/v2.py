@@ -36,7 +36,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from tfship.errors import InvalidArgumentError, UnimplementedError
+from tfship.errors import InvalidArgumentError, ServingError, UnimplementedError
 from tfship.wire import dtypes
 from tfship.wire.json import decode_value, dumps, loads
 from tfship.wire.tensor import MAX_RANK, as_ndarray, check_shape
@@ -136,7 +136,7 @@ def _shape(value: Any, tensor: str) -> tuple[int, ...]:
     return shape
 
 
-def _size_error(tensor: str, shape: tuple[int, ...], expected: int, got: int, what: str) -> InvalidArgumentError:
+def _size_error(tensor: str, shape: tuple[int, ...], expected: int, got: int, what: str) -> ServingError:
     return InvalidArgumentError(
         f"Tensor {tensor!r}: shape {list(shape)} holds {expected} element(s) but {what} {got}; "
         "send one value per element (flat, row-major) or fix the shape.")

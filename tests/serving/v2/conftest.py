@@ -9,8 +9,8 @@ tests/deploy/k8s/test_k8s_kserve.py does for kserve alone) through v2_clients.py
 from __future__ import annotations
 
 import fcntl
-import shutil
 import os
+import shutil
 import subprocess
 import venv
 from collections.abc import Iterator
@@ -96,7 +96,11 @@ def v2_server(tmp_path_factory: pytest.TempPathFactory, keras_model: Any) -> Ite
   config {{ name: "strings" base_path: "{base / 'strings'}" model_platform: "tensorflow" }}
 }}
 """)
+    monitoring = base / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
     with start_model_server(model_config_file=str(config), timeout=180,
-                            extra_args=["--allow_version_labels_for_unavailable_models=true"],
+                            extra_args=["--allow_version_labels_for_unavailable_models=true",
+                                        f"--monitoring_config_file={monitoring}",
+                                        f"--rest_api_max_request_bytes={4 << 20}"],
                             wait_for=[("keras", 1), ("keras", 2), ("strings", 1)]) as running:
         yield running
