@@ -34,9 +34,11 @@ def v2_clients_python() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / "venv-v2-clients.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        ok = python.exists() and subprocess.run(
-            [str(python), "-c", "import tritonclient.http, tritonclient.grpc, kserve"], capture_output=True,
-            timeout=120).returncode == 0
+        # one import check per package: the two cannot be imported into one process (both register
+        # the protocol's messages as package "inference")
+        ok = python.exists() and all(
+            subprocess.run([str(python), "-c", check], capture_output=True, timeout=120).returncode == 0
+            for check in ("import tritonclient.http, tritonclient.grpc", "import kserve"))
         if not ok:
             venv.create(home, with_pip=True, clear=True)
             proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *PACKAGES],
