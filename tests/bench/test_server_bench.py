@@ -110,3 +110,16 @@ def test_idle_connections_stay_open_until_closed(status_server: http.server.Thre
     finally:
         idle.close()
     assert idle.sockets == []
+
+
+def test_v2_targets_judge_the_table_and_the_paired_rounds() -> None:
+    cells = [cell("grpc", 1000), cell("v2-grpc", 950), cell("grpc", 100, batch=32), cell("v2-grpc", 80, batch=32),
+             cell("v2-rest", 1000, batch=1024, conc=1), cell("v2-rest-bin", 2500, batch=1024, conc=1)]
+    paired = {"v2_grpc_worst": [(95.0, 100.0), (92.0, 100.0), (70.0, 100.0)],
+              "v2_binary_mlp_c1": [(1900.0, 1000.0)] * 3}
+    result = verdicts(cells, paired)
+    table_ok, detail = result["V2 gRPC >= 0.9x TF Serving gRPC, every cell (table)"]
+    assert not table_ok and "0.80x (mlp b32 c16" in detail
+    assert result["V2 gRPC >= 0.9x TF Serving gRPC at the table's worst cell (mlp b32 c16), paired"][0]  # 0.92x
+    assert not result["mlp b1024 c1 V2 REST binary >= 2x V2 REST JSON"][0]  # paired 1.9x beats the table's 2.5x
+    assert "v2-grpc" in server_bench.parse_args(["--targets", "v2-grpc,v2-rest-bin"]).targets
