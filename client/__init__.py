@@ -8,7 +8,8 @@ TensorFlow-free: ``pip install 'tfship[client]'`` and ``import tfship.client`` n
 ...     client.predict("half_plus_two", np.array([1.0, 2.0], np.float32))
 array([2.5, 3. ], dtype=float32)
 
-* :func:`connect` - ``grpc://``, ``grpcs://``, ``http://``, ``https://`` -> :class:`Client`
+* :func:`connect` - ``grpc://``, ``grpcs://``, ``http://``, ``https://`` -> :class:`Client`; ``v2+`` in
+  front (``v2+grpc://``, ``v2+http://``) for the Open Inference Protocol (Triton, KServe, MLServer)
 * :meth:`Client.predict` / ``classify`` / ``regress`` / ``metadata`` / ``status`` /
   ``wait_until_available`` / ``predict_batches``
 * :func:`predict_batches` - large inputs in ordered, concurrent batches
