@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import peers
+import v2_load
 from payloads import check_reply, grpc_message, grpc_request, json_body
 from saved_models import check_predictions, serving_input_alias
 from server_process import Server
@@ -148,6 +149,11 @@ def h2load_target(target: str, server: Server, model: str, version_dir: Path, x:
         body.write_bytes(call.body)
         return H2Target(call.url, body, call.headers, call.http1, call.grpc_reply_bytes)
     alias = serving_input_alias(version_dir)
+    if target in v2_load.V2_TARGETS:
+        v2 = v2_load.v2_request(target, server, model, alias, x)
+        check_predictions(target, model, version_dir, x, v2.predictions)
+        body.write_bytes(v2.body)
+        return H2Target(v2.url, body, v2.headers, http1=v2.kind == "http", grpc_reply_bytes=v2.reply_bytes)
     reply_bytes, predictions = check_reply(target, server, model, alias, x)
     check_predictions(target, model, version_dir, x, predictions)
     if target.startswith("grpc"):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import peers
+import v2_load
 from baseline import Baseline
 from fastapi_floor import start_fastapi
 from server_process import Server, free_port
@@ -64,6 +65,8 @@ def start_servers(args: argparse.Namespace, workdir: Path, models: dict[str, tup
                                                   baseline.model_server if baseline else None, "@base")):
         for batching in (False, True):
             wanted = [t + suffix for t in (("grpc+b", "rest+b") if batching else ("grpc", "rest"))]
+            if not batching and not suffix:  # V2 rides on the batching-off server (same process, same ports)
+                wanted += list(v2_load.V2_TARGETS)
             wanted = [t for t in wanted if t in targets]
             if wanted:
                 print(f"starting tfship-model-server{label} (batching {'on' if batching else 'off'}) ...", flush=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import v2_load
 from payloads import check_reply, grpc_request, http_request
 from saved_models import check_predictions, serving_input_alias
 from server_process import Server
@@ -31,6 +32,7 @@ class Load:
     start_at: float  # time.monotonic() (system-wide on Linux) when all processes start
     seconds: float
     min_calls: int
+    method: str = "/tensorflow.serving.PredictionService/Predict"  # the gRPC method (V2: ModelInfer)
 
 
 @dataclass
@@ -86,7 +88,7 @@ async def _run_load(load: Load) -> LoadResult:
             f"127.0.0.1:{load.port}",
             options=[("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)],
         )
-        method = channel.unary_unary("/tensorflow.serving.PredictionService/Predict")
+        method = channel.unary_unary(load.method)
 
         async def grpc_call() -> bool:
             try:
@@ -133,12 +135,12 @@ class ClientPool:
         list(self._pool.map(time.sleep, [0.0] * procs))  # start them now, not inside a cell
 
     def drive(self, kind: str, port: int, payload: bytes, concurrency: int, seconds: float,
-              min_calls: int) -> tuple[list[float], int, float, float]:
+              min_calls: int, method: str = Load.method) -> tuple[list[float], int, float, float]:
         """Run one cell; returns (latencies, errors, elapsed seconds, client CPU in cores)."""
         procs = min(self.procs, concurrency)
         shares = [concurrency // procs + (i < concurrency % procs) for i in range(procs)]
         start_at = time.monotonic() + 0.5
-        loads = [Load(kind, port, payload, share, start_at, seconds, max(1, min_calls // procs))
+        loads = [Load(kind, port, payload, share, start_at, seconds, max(1, min_calls // procs), method)
                  for share in shares]
         results = list(self._pool.map(run_load, loads))
         elapsed = max(r.ended for r in results) - min(r.started for r in results)
@@ -158,17 +160,23 @@ def server_cells(pool: ClientPool, target: str, model: str, version_dir: Path, s
     alias = serving_input_alias(version_dir)
     for batch in batches:
         x = np.random.default_rng(0).random((batch, *shape), dtype=np.float32)
-        check_predictions(target, model, version_dir, x, check_reply(target, server, model, alias, x)[1])
-        if target.startswith("grpc"):
+        method = Load.method
+        if target in v2_load.V2_TARGETS:
+            v2 = v2_load.v2_request(target, server, model, alias, x)
+            check_predictions(target, model, version_dir, x, v2.predictions)
+            kind, port, payload, method = v2.kind, v2.port, v2.payload, v2.method or method
+        elif target.startswith("grpc"):
+            check_predictions(target, model, version_dir, x, check_reply(target, server, model, alias, x)[1])
             kind, port, payload = "grpc", server.grpc_port, grpc_request(model, alias, x)
         else:
+            check_predictions(target, model, version_dir, x, check_reply(target, server, model, alias, x)[1])
             kind, port = "http", server.rest_port
             payload = http_request(port, f"/v1/models/{model}:predict", x)
         assert port is not None
         for concurrency in concurrencies:
             server_cpu0, wall0 = server.cpu_seconds(), time.monotonic()
             latencies, errors, elapsed, cpu = pool.drive(kind, port, payload, concurrency,
-                                                         seconds, min_calls)
+                                                         seconds, min_calls, method)
             server_cpu = (server.cpu_seconds() - server_cpu0) / (time.monotonic() - wall0)
             cell = summarize(model, target, batch, concurrency, latencies, errors, elapsed)
             cell.client_cpu = round(cpu, 2)

@@ -9,6 +9,9 @@ and p50/p99 latency at batch 1, 32, 1024 and concurrency 1 and 16 for:
   ``--enable_batching`` (the batching parameters are printed);
 * ``fastapi``     a naive FastAPI + uvicorn server calling ``model.predict`` per request, the way
   tutorials do (the floor users start from);
+* ``v2-grpc``, ``v2-rest``, ``v2-rest-bin``: the same batching-off server over the Open Inference
+  Protocol (V2 gRPC ModelInfer with raw contents, V2 REST with JSON tensors, V2 REST with the binary
+  tensor data extension; bench/v2_load.py, which also runs the paired rounds behind their targets);
 * with ``--peers``: ``bentoml``/``bentoml+b`` (REST), ``mlserver``/``mlserver+b`` (V2 REST) and
   ``mlserver-grpc``/``mlserver-grpc+b`` (V2 gRPC), BentoML 1.4 and MLServer 1.7 serving the same
   SavedModels, configured as their docs recommend, batching off/on, each in its own venv (created
@@ -86,6 +89,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import peers
+import v2_load
 from baseline import Baseline
 from h2load_client import h2load_server_cells, h2load_version
 from idle_connections import raise_file_limit
@@ -185,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                 paired[f"base_{name}"] = paired_rounds(
                     args.paired_rounds, functools.partial(server_rate, new, name, 1, 16),
                     functools.partial(server_rate, base, name, 1, 16))
+        if args.paired_rounds:
+            paired.update(v2_load.paired_checks(args.paired_rounds, cells, list(models), concurrencies,
+                                                servers_by_target, server_rate, paired_rounds))
         if args.idle_connections and args.paired_rounds and "mlp" in models and "rest" in servers_by_target:
             print(f"paired rounds, rest mlp b1 c16 p99 with vs without {args.idle_connections} idle keep-alive "
                   f"connections ({args.paired_rounds}):")
@@ -207,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline.close()
 
     print("\nrows/s (p50 latency); +b = --enable_batching", BATCHING)
-    main_order = ("in-process",) + TFSHIP_TARGETS + BASE_TARGETS + ("fastapi",)
+    main_order = ("in-process",) + TFSHIP_TARGETS + v2_load.V2_TARGETS + BASE_TARGETS + ("fastapi",)
     print(table(cells, [t for t in main_order if t in targets]))
     if any(t in peers.PEER_TARGETS for t in targets):
         print("\npeers (same SavedModels, same load generator):")

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import peers
+import v2_load
 from model_servers import BATCHING
 from verdicts import BASE_TARGETS, TFSHIP_TARGETS
 
@@ -19,7 +20,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--batches", default="1,32,1024")
     parser.add_argument("--concurrency", default="1,16")
-    parser.add_argument("--targets", default="in-process,grpc,grpc+b,rest,rest+b,fastapi",
+    parser.add_argument("--targets", default="in-process,grpc,grpc+b,rest,rest+b,v2-grpc,v2-rest,v2-rest-bin,fastapi",
                         help="also: " + ",".join(peers.PEER_TARGETS + BASE_TARGETS))
     parser.add_argument("--peers", action="store_true",
                         help="add BentoML and MLServer (" + ",".join(peers.PEER_TARGETS) + ") serving the same "
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     targets = args.targets.split(",")
     targets += [t for t in (peers.PEER_TARGETS if args.peers else ()) if t not in targets]
     targets += [t for t in (BASE_TARGETS if args.baseline_rev else ()) if t not in targets]
-    known = ("in-process", "fastapi") + TFSHIP_TARGETS + BASE_TARGETS + peers.PEER_TARGETS
+    known = ("in-process", "fastapi") + TFSHIP_TARGETS + v2_load.V2_TARGETS + BASE_TARGETS + peers.PEER_TARGETS
     for target in targets:
         if target not in known:
             parser.error(f"--targets: unknown target {target!r}; one of {', '.join(known)}")

@@ -96,6 +96,18 @@ def checks(cells: list[Cell], paired: dict[str, list[tuple[float, float]]] | Non
         candidates.append(_ratio_check(
             f"{model} c16 b1 best tfship variant >= 1.5x best @base variant", 1.5, paired.get(f"base_{model}", []),
             (index.get((model, new, 1, 16), 0), index.get((model, base, 1, 16), 0)) if new and base else None))
+    # issue 19: the Open Inference Protocol front ends
+    worst_v2 = _worst_ratio(cells, ("v2-grpc",), ("grpc",))
+    where = "{} b{} c{}".format(*worst_v2[1]) if worst_v2 else "-"
+    candidates += [
+        _every_cell_check("V2 gRPC >= 0.9x TF Serving gRPC, every cell (table)", 0.9, cells, ("v2-grpc",), ("grpc",)),
+        _ratio_check(f"V2 gRPC >= 0.9x TF Serving gRPC at the table's worst cell ({where}), paired", 0.9,
+                     paired.get("v2_grpc_worst", []), None),
+        *(_ratio_check(f"{model} b1024 c{conc} V2 REST binary >= 2x V2 REST JSON", 2.0,
+                       paired.get(f"v2_binary_{model}_c{conc}", []),
+                       (index.get((model, "v2-rest-bin", 1024, conc), 0), index.get((model, "v2-rest", 1024, conc), 0)))
+          for model in models for conc in sorted({c.concurrency for c in cells})),
+    ]
     candidates += [
         _every_cell_check("gRPC >= 0.6x in-process, every cell", 0.6, cells, ("grpc",), ("in-process",)),
         _every_cell_check("--peers: best tfship variant >= 2x best peer, every cell", 2.0, cells, TFSHIP_TARGETS,

@@ -122,4 +122,4 @@ def test_v2_targets_judge_the_table_and_the_paired_rounds() -> None:
     assert not table_ok and "0.80x (mlp b32 c16" in detail
     assert result["V2 gRPC >= 0.9x TF Serving gRPC at the table's worst cell (mlp b32 c16), paired"][0]  # 0.92x
     assert not result["mlp b1024 c1 V2 REST binary >= 2x V2 REST JSON"][0]  # paired 1.9x beats the table's 2.5x
-    assert "v2-grpc" in server_bench.parse_args(["--targets", "v2-grpc,v2-rest-bin"]).targets
+    assert "v2-grpc" in server_bench_args.parse_args(["--targets", "v2-grpc,v2-rest-bin"]).targets
