@@ -28,6 +28,7 @@ transport-free form both front ends and both clients work with.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ import numpy as np
 from tfship.errors import InvalidArgumentError, ServingError, UnimplementedError
 from tfship.wire import dtypes
 from tfship.wire.json import decode_value, dumps, loads
+from tfship.wire.protos import open_inference_pb2 as _messages
 from tfship.wire.tensor import MAX_RANK, as_ndarray, check_shape
 
 __all__ = [
@@ -120,11 +122,12 @@ def datatype_for_tf(tf_dtype: str) -> str:
 
 
 def _shape(value: Any, tensor: str) -> tuple[int, ...]:
+    """A request's shape, checked: a list of ints (JSON may hold anything; a proto's are int64)."""
     if not isinstance(value, (list, tuple)) or not all(
-            isinstance(d, int) and not isinstance(d, bool) for d in value):
+            type(d) is int or (isinstance(d, int) and not isinstance(d, bool)) for d in value):
         raise InvalidArgumentError(
             f"Tensor {tensor!r}: shape must be a list of integers, got {str(value)[:80]}.")
-    shape = tuple(int(d) for d in value)
+    shape = tuple(value)
     if len(shape) > MAX_RANK:
         raise InvalidArgumentError(
             f"Tensor {tensor!r}: shape has {len(shape)} dimensions; at most {MAX_RANK} are supported.")
@@ -134,6 +137,10 @@ def _shape(value: Any, tensor: str) -> tuple[int, ...]:
             "actual size of each dimension (-1 appears only in model metadata).")
     check_shape(shape)
     return shape
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
 
 
 def _size_error(tensor: str, shape: tuple[int, ...], expected: int, got: int, what: str) -> ServingError:
@@ -161,8 +168,8 @@ def to_raw(array: np.ndarray) -> bytes:
 def from_raw(data: bytes | memoryview, datatype: str, shape: Sequence[int], *, tensor: str = "") -> np.ndarray:
     """An ndarray from raw bytes; INVALID_ARGUMENT when the bytes do not fill ``shape`` exactly."""
     dtype = numpy_dtype(datatype, tensor=tensor)
-    shape = _shape(list(shape), tensor)
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    shape = _shape(shape if isinstance(shape, (list, tuple)) else list(shape), tensor)
+    count = _count(shape)
     if datatype == "BYTES":
         return _bytes_elements(memoryview(data), count, tensor).reshape(shape)
     if len(data) != count * dtype.itemsize:
@@ -207,7 +214,7 @@ def _from_json_data(data: Any, datatype: str, shape: tuple[int, ...], tensor: st
         arr = decode_value(data, dtypes.by_name(_TF_NAME[datatype]))
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(f"Tensor {tensor!r} ({datatype}): {exc.message}") from None
-    expected = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    expected = _count(shape)
     if arr.size != expected:
         raise _size_error(tensor, shape, expected, arr.size, "'data' has")
     return arr.reshape(shape).astype(dtype, copy=False)
@@ -427,9 +434,7 @@ def response_from_json(body: bytes | bytearray | memoryview, header_length: Any 
 
 
 def _pb() -> Any:
-    from tfship.wire.protos import open_inference_pb2
-
-    return open_inference_pb2
+    return _messages
 
 
 def parameters_to_proto(params: Mapping[str, Any], target: Any) -> None:
@@ -465,7 +470,7 @@ def _from_contents(tensor: Any) -> np.ndarray:
     name, datatype = tensor.name, tensor.datatype
     dtype = numpy_dtype(datatype, tensor=name)
     shape = _shape(list(tensor.shape), name)
-    expected = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    expected = _count(shape)
     field_name = _CONTENTS_FIELD.get(datatype)
     if field_name is None:
         raise InvalidArgumentError(
