@@ -30,6 +30,24 @@ def paired_rounds(rounds: int, first: Callable[[], float], second: Callable[[], 
     return pairs
 
 
+#: (numerator, denominator) targets ``--paired-cells`` compares in every cell: this server vs the
+#: ``--baseline-rev`` one (no regression), and batching on vs off (batching never loses)
+CELL_PAIRS = (
+    ("grpc", "grpc@base"), ("grpc+b", "grpc+b@base"), ("rest", "rest@base"), ("rest+b", "rest+b@base"),
+    ("grpc+b", "grpc"), ("rest+b", "rest"),
+)
+
+
+def cell_rounds(rounds: int, targets: list[str], rate: Callable[[str], float]) -> dict[str, list[float]]:
+    """``rounds`` rounds of ``rate(target)`` for every target of one cell, back to back, the order
+    reversed every other round: round i of two targets is a pair measured seconds apart."""
+    rates: dict[str, list[float]] = {t: [] for t in targets}
+    for i in range(rounds):
+        for target in targets if i % 2 == 0 else targets[::-1]:
+            rates[target].append(rate(target))
+    return rates
+
+
 def idle_rounds(rounds: int, count: int, port: int, model: str, p99: Callable[[], float]) -> list[tuple[float, float]]:
     """``rounds`` pairs of (p99 with ``count`` idle keep-alive connections open, p99 without), alternating."""
 

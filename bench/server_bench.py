@@ -94,13 +94,13 @@ from baseline import Baseline
 from h2load_client import h2load_server_cells, h2load_version
 from idle_connections import raise_file_limit
 from model_servers import BATCHING, SERVER_THREAD_FLAGS, start_servers
-from paired import idle_rounds, paired_rounds
+from paired import CELL_PAIRS, cell_rounds, idle_rounds, paired_rounds
 from python_load import ClientPool, server_cells
 from saved_models import build_models, in_process_cells
 from server_bench_args import parse_args
 from server_process import Server
 from tables import Cell, table
-from verdicts import BASE_TARGETS, TFSHIP_TARGETS, best_target, checks
+from verdicts import BASE_TARGETS, TFSHIP_TARGETS, best_target, checks, paired_cell_ratios
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     pool: ClientPool | None = None
     baseline: Baseline | None = None
     paired: dict[str, list[tuple[float, float]]] = {}
+    paired_cells: dict[str, dict[str, list[float]]] = {}
     try:
         if args.baseline_rev:
             print(f"checking out {args.baseline_rev} for the @base targets ...", flush=True)
@@ -205,6 +206,16 @@ def main(argv: list[str] | None = None) -> int:
             capture = capture_bench.run(args.capture_rounds, version_dir, shape, workdir, h2load, args.client_procs,
                                         args.seconds, args.min_calls, args.server_flag)
             paired.update(capture["paired_rounds"])
+        if args.paired_cells:
+            wanted = [t for t in TFSHIP_TARGETS + BASE_TARGETS if t in servers_by_target]
+            for name in models:
+                for batch in batches:
+                    for conc in concurrencies:
+                        print(f"paired cells, {name} b{batch} c{conc} ({args.paired_cells} rounds of "
+                              f"{', '.join(wanted)}):", flush=True)
+                        paired_cells[f"{name} b{batch} c{conc}"] = cell_rounds(
+                            args.paired_cells, wanted,
+                            lambda target, n=name, b=batch, c=conc: server_rate(target, n, b, c))
     finally:
         if pool is not None:
             pool.close()
@@ -221,7 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         print(table(cells, [t for t in TFSHIP_TARGETS + peers.PEER_TARGETS if t in targets]))
     import capture_bench
 
-    results = checks(cells, paired) + capture_bench.capture_checks(paired)
+    if paired_cells:
+        pairs = [(a, b) for a, b in CELL_PAIRS if any(a in r and b in r for r in paired_cells.values())]
+        ratios = {pair: paired_cell_ratios(paired_cells, *pair) for pair in pairs}
+        print(f"\npaired cells: median ratio over {args.paired_cells} alternating rounds")
+        print("| cell | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " |")
+        print("|---|" + "---:|" * len(pairs))
+        for where in paired_cells:
+            print(f"| {where} | " + " | ".join(f"{ratios[p][where]:.2f}x" if where in ratios[p] else ""
+                                               for p in pairs) + " |")
+    results = checks(cells, paired, paired_cells) + capture_bench.capture_checks(paired)
     for label, ok, detail in results:
         print(f"{'PASS' if ok else 'MISS'}  {label}: {detail}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         "idle_connections": args.idle_connections,
         "cells": [asdict(c) for c in cells],
         "paired_rounds": paired,
+        "paired_cells": paired_cells,
         "targets": [{"target": label, "met": ok, "detail": detail} for label, ok, detail in results],
     }, indent=2))
     print(f"wrote {args.out}")

@@ -45,6 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="extra tfship-model-server flag, e.g. --server-flag=--grpc_max_threads=32")
     parser.add_argument("--paired-rounds", type=int, default=5,
                         help="alternating rounds behind the ratio targets' verdicts (0: use the table)")
+    parser.add_argument("--paired-cells", type=int, default=0, metavar="ROUNDS",
+                        help="after the table, measure every cell ROUNDS more times, all tfship targets of the "
+                             "cell back to back in alternating order, and judge 'no cell below 0.95x @base' and "
+                             "'batching never loses' on the median per-round ratios (0: from the table)")
     parser.add_argument("--quick", action="store_true", help="cnn, batch 1 and 1024, 2 s cells")
     parser.add_argument("--capture-rounds", type=int, default=0, metavar="N",
                         help="also measure traffic capture's cost, N paired rounds (bench/capture_bench.py)")

@@ -63,10 +63,37 @@ def _every_cell_check(label: str, goal: float, cells: list[Cell], numerators: tu
     return (label, ratio >= goal, f"worst {ratio:.2f}x ({model} b{batch} c{conc}: {num} vs {den})")
 
 
+def paired_cell_ratios(paired_cells: dict[str, dict[str, list[float]]], numerator: str, denominator: str
+                       ) -> dict[str, float]:
+    """Per cell measured with both targets: the median over rounds of numerator / denominator."""
+    out = {}
+    for where, rates in paired_cells.items():
+        num, den = rates.get(numerator), rates.get(denominator)
+        if num and den:
+            out[where] = float(np.median([a / b for a, b in zip(num, den, strict=True) if b > 0]))
+    return out
+
+
+def _paired_every_cell_check(label: str, goal: float, paired_cells: dict[str, dict[str, list[float]]],
+                             pairs: tuple[tuple[str, str], ...]) -> tuple[str, bool, str] | None:
+    worst: tuple[float, str, str, str] | None = None
+    for numerator, denominator in pairs:
+        for where, ratio in paired_cell_ratios(paired_cells, numerator, denominator).items():
+            if worst is None or ratio < worst[0]:
+                worst = (ratio, where, numerator, denominator)
+    if worst is None:
+        return None
+    ratio, where, num, den = worst
+    rounds = len(next(iter(paired_cells.values()))[num])
+    return (label, ratio >= goal, f"worst {ratio:.2f}x ({where}: {num} vs {den}; median of {rounds} paired rounds)")
+
+
 def checks(cells: list[Cell], paired: dict[str, list[tuple[float, float]]] | None = None,
-           ) -> list[tuple[str, bool, str]]:
-    """The issues' targets, evaluated on this run (``paired``: see :func:`paired_rounds`)."""
+           paired_cells: dict[str, dict[str, list[float]]] | None = None) -> list[tuple[str, bool, str]]:
+    """The issues' targets, evaluated on this run (``paired``: see :func:`paired_rounds`;
+    ``paired_cells``: see :func:`paired.cell_rounds`, which then judge the every-cell ratios)."""
     paired = paired or {}
+    paired_cells = paired_cells or {}
     index = {(c.model, c.target, c.batch, c.concurrency): c.rows_per_s for c in cells}
     models = sorted({c.model for c in cells})
     candidates: list[tuple[str, bool, str] | None] = [
@@ -80,13 +107,16 @@ def checks(cells: list[Cell], paired: dict[str, list[tuple[float, float]]] | Non
     candidates.append(
         _ratio_check("cnn c16 b1 batching on >= 2x off (gRPC)", 2.0, paired.get("batching_cnn", []),
                      (index.get(("cnn", "grpc+b", 1, 16), 0), index.get(("cnn", "grpc", 1, 16), 0))))
-    # issue 14
-    candidates += [
-        _every_cell_check("batching never loses: grpc+b >= 0.95x grpc, every cell", 0.95, cells, ("grpc+b",),
-                          ("grpc",)),
-        _every_cell_check("batching never loses: rest+b >= 0.95x rest, every cell", 0.95, cells, ("rest+b",),
-                          ("rest",)),
-    ]
+    # issue 14 (and 19: judged on paired cells when measured)
+    for protocol in ("grpc", "rest"):
+        label = f"batching never loses: {protocol}+b >= 0.95x {protocol}, every cell"
+        candidates.append(
+            _paired_every_cell_check(label + " (paired)", 0.95, paired_cells, ((f"{protocol}+b", protocol),))
+            if paired_cells else _every_cell_check(label, 0.95, cells, (f"{protocol}+b",), (protocol,)))
+    # issue 19: no regression against the thread-per-request server (--baseline-rev dda86f7)
+    candidates.append(_paired_every_cell_check(
+        "no regression: every tfship target >= 0.95x its @base counterpart, every cell (paired)", 0.95,
+        paired_cells, tuple((t, f"{t}@base") for t in TFSHIP_TARGETS)))
     for model in models:
         candidates.append(_ratio_check(
             f"{model} c16 b1 batching on >= 1.5x off (gRPC)", 1.5, paired.get(f"batching_{model}", []),
