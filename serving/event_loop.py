@@ -6,6 +6,14 @@ goes to :attr:`ServingLoop.executor`, whose thread count bounds how many run at 
 batcher (runtime/batching.py) is fed from the loop and resolves futures, so a finished batch
 wakes the loop once instead of a thread per request.
 
+The hop to the executor and back costs two thread hand-offs (~0.1-0.3 ms on a busy box): a
+quarter of a one-row MLP call, and what made one client at a time slower than the
+thread-per-request server this loop replaced. So a short run may stay on the loop:
+:meth:`ServingLoop.quiet` says whether nothing else would wait for it (no executor job in flight,
+no callback ready), and the servable runs inline only runs it measured to be short
+(runtime/servable.py, ``INLINE_RUN_SECONDS``). Under concurrency the loop is never quiet, and runs
+go to the executor, overlapping the model with the loop's (de)serialization.
+
 >>> loop = ServingLoop(model_threads=4).start()          # doctest: +SKIP
 >>> loop.call(some_coroutine())                           # doctest: +SKIP
 >>> loop.stop()                                           # doctest: +SKIP
@@ -38,6 +46,8 @@ class ServingLoop:
         self._name = name
         self._thread: threading.Thread | None = None
         self._stopped = False
+        #: run_blocking jobs submitted and not yet finished (changed on the loop only)
+        self._jobs = 0
 
     def start(self) -> ServingLoop:
         if self._thread is None:
@@ -72,7 +82,19 @@ class ServingLoop:
 
     def run_blocking(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
         """From the loop: run ``fn(*args)`` on the executor, awaitable."""
-        return self.loop.run_in_executor(self.executor, fn, *args)
+        future = self.loop.run_in_executor(self.executor, fn, *args)
+        self._jobs += 1
+        future.add_done_callback(self._job_done)
+        return future
+
+    def _job_done(self, _future: Any) -> None:
+        self._jobs -= 1
+
+    def quiet(self) -> bool:
+        """From the loop: nothing else is in progress - no executor job in flight, no callback
+        ready to run. A short blocking call made now on the loop delays no other request."""
+        # asyncio's ready queue (CPython's BaseEventLoop); a loop without one never counts as quiet
+        return self._jobs == 0 and not getattr(self.loop, "_ready", True)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the loop (after whatever shutdown coroutines were awaited) and the executor."""
