@@ -6,6 +6,12 @@ declared here field for field (names, numbers and wrapper types as upstream
 pool, and parsed with protobuf's own text-format parser. Unset wrapper fields take TF Serving's
 defaults (spec section 7).
 
+These are TF Serving's knobs with TF Serving's meaning; tfship adds no field. One rule is ours
+(serving/runtime/batching.py, "The bypass"): a task the scheduler would start at once as a batch of
+its own - it fills ``max_batch_size`` alone, or ``batch_timeout_micros`` is 0 and nothing is queued,
+running or arriving - skips the queue and runs as an unbatched call does, still holding one of the
+``num_batch_threads`` slots. Which rows run together, padding and timeouts are unchanged.
+
 >>> params = parse_batching_parameters(
 ...     "max_batch_size { value: 128 } num_batch_threads { value: 8 }")
 >>> params.max_batch_size, params.num_batch_threads, params.max_enqueued_batches

@@ -18,6 +18,20 @@ the merged run's own timeout is the latest deadline among the tasks still in it.
 
 Scheduling runs on an event loop (the server's, see serving/event_loop.py): a request waiting for
 its batch is a future, not a blocked thread, and a finished batch wakes the loop once.
+
+The bypass (:meth:`Batcher.bypasses`). A task the scheduler would run at once as a batch of its
+own skips the queue and runs as an unbatched call does (on the loop itself when short and the loop
+is quiet, else one executor hop; see runtime/servable.py): a batch thread is free and either
+
+* the task alone fills a batch (``size >= max_batch_size``, or ``max_execution_batch_size`` with
+  large batch splitting): nothing could join it, and no padding applies; or
+* ``batch_timeout_micros`` is 0, no batch is queued or running, and the loop is quiet (no request
+  is about to join): the scheduler would start it at once, alone.
+
+So the bypass never changes which rows run together, how many batches run at once (a bypassed run
+holds a batch thread's slot), padding or timeouts; it only removes the queue's and the batch
+thread's hand-offs from a batch of one task, so one client is served as fast with batching on
+as off. The batch-size metric counts it as a batch of its size.
 """
 
 from __future__ import annotations
@@ -26,7 +40,7 @@ import asyncio
 import concurrent.futures
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -181,12 +195,15 @@ class Batcher:
         feeds: Mapping[str, np.ndarray],
         fetches: Sequence[str],
         timeout: float | None = None,
+        alone: Callable[[], Awaitable[list[np.ndarray]]] | None = None,
     ) -> list[np.ndarray]:
         """Run ``fetches`` for ``feeds`` as part of a batch (call on the batcher's loop).
 
         ``timeout`` (seconds from now) bounds the whole call, queueing included; when it passes
         the call raises DeadlineExceededError and its rows are not run (or their result is
-        dropped if the batch is already running).
+        dropped if the batch is already running). ``alone()``, if given, runs the task by itself
+        (unbatched, with ``timeout``): the batcher awaits it instead of queueing a task that
+        :meth:`bypasses` the queue.
         """
         if asyncio.get_running_loop() is not self._loop:
             # a caller on another loop (a servable loaded without the server's loop): hand over
@@ -212,6 +229,8 @@ class Batcher:
                 )
             size = value.shape[0]
         key = self._key(feeds, fetches)
+        if alone is not None and size <= self._max and self.bypasses(size):
+            return await self._run_alone(size, alone)
         if size <= self._max:
             return await self._submit_task(feeds, key, tuple(fetches), size, deadline)
         if not self._params.enable_large_batch_splitting:
@@ -254,6 +273,29 @@ class Batcher:
         finally:
             if task.timer is not None:
                 task.timer.cancel()
+
+    def bypasses(self, size: int) -> bool:
+        """A task of ``size`` rows skips the queue and runs by itself, now (see module docs):
+        a batch thread is free and either the task fills a batch alone, or nothing is queued,
+        running or about to arrive that it could be merged with. Call on the batcher's loop."""
+        if self._closed or self._running >= self._params.num_batch_threads:
+            return False
+        if size >= self._max:
+            return True
+        return (self._timeout == 0 and self._running == 0 and not self._queues
+                and self._serving_loop.quiet())
+
+    async def _run_alone(self, size: int, alone: Callable[[], Awaitable[list[np.ndarray]]]) -> list[np.ndarray]:
+        # it holds a batch thread's slot (num_batch_threads bounds runs, bypassed or not) and
+        # counts as a batch of its size, as it would have run through the queue
+        self._running += 1
+        try:
+            if self._on_batch is not None:
+                self._on_batch(size)
+            return await alone()
+        finally:
+            self._running -= 1
+            self._schedule()
 
     def _key(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> tuple[Any, ...]:
         shapes: tuple[tuple[Any, ...], ...]

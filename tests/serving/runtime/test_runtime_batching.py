@@ -344,3 +344,88 @@ def test_predict_async_from_another_loop_reaches_the_batcher(half_plus_two_dir):
     finally:
         other.stop()
         servable.close()
+
+
+# --------------------------------------------------------------------------- the bypass
+
+
+@pytest.fixture
+def server_loop():
+    from tfship.serving.event_loop import ServingLoop
+
+    loop = ServingLoop(4, "test").start()
+    yield loop
+    loop.stop()
+
+
+def load_on(path, serving_loop, log: BatchLog, **kwargs) -> Servable:
+    options = LoadOptions(batching=params(**kwargs), on_batch=log, serving_loop=serving_loop,
+                          enable_warmup=False)
+    return Servable.load("m", 1, path, options)
+
+
+def submit(serving_loop, servable: Servable, signature: str, x: list, timeout: float = 60):
+    """predict_async on the server's loop, as the front ends call it: a concurrent future."""
+    return serving_loop.submit(servable.predict_async(signature, {"x": np.float32(x)}, (), timeout, serving_loop))
+
+
+def test_a_lone_task_skips_the_queue_and_counts_as_a_batch(half_plus_two_dir, server_loop):
+    log = BatchLog()
+    servable = load_on(half_plus_two_dir, server_loop, log, max_batch_size=8)
+    try:
+        for i in range(3):
+            assert submit(server_loop, servable, "", [[float(i)]]).result(30)["y"].tolist() == [[0.5 * i + 2]]
+        assert log.sizes == [1, 1, 1]
+        assert servable._run_seconds  # ran as an unbatched call does (timed, so it may run inline)
+    finally:
+        servable.close()
+
+
+def test_with_a_batch_timeout_a_lone_task_still_waits_for_company(half_plus_two_dir, server_loop):
+    log = BatchLog()
+    servable = load_on(half_plus_two_dir, server_loop, log, max_batch_size=2, batch_timeout_micros=60_000_000)
+    try:
+        with pytest.raises(DeadlineExceededError, match="waited in the batching queue"):
+            submit(server_loop, servable, "", [[1.0]], timeout=0.2).result(30)
+        # a task that fills a batch alone does not wait
+        assert submit(server_loop, servable, "", [[2.0], [4.0]]).result(30)["y"].tolist() == [[3.0], [4.0]]
+        assert log.sizes == [2]
+    finally:
+        servable.close()
+
+
+def test_a_task_that_fills_a_batch_skips_the_queue_beside_a_running_batch(gated_model_dir, server_loop, open_gate):
+    log = BatchLog()
+    servable = load_on(gated_model_dir, server_loop, log, max_batch_size=2, num_batch_threads=2)
+    try:
+        held = submit(server_loop, servable, "gated", [100.0])  # alone: bypasses, blocks in the model
+        wait_until(lambda: log.sizes == [1])
+        assert submit(server_loop, servable, "", [1.0, 2.0]).result(30)["y"].tolist() == [2.0, 4.0]
+        assert log.sizes == [1, 2]
+        # an underfull task does not start beside the running one: it queues (zero timeout rule)
+        queued = submit(server_loop, servable, "", [3.0])
+        wait_until(lambda: servable._batcher.num_enqueued_tasks() == 1)
+        assert log.sizes == [1, 2]
+        open_gate(servable, 1)
+        assert held.result(30)["y"].tolist() == [100.0]
+        assert queued.result(30)["y"].tolist() == [6.0]
+        assert log.sizes == [1, 2, 1]
+    finally:
+        servable.close()
+
+
+def test_bypassed_runs_hold_a_batch_thread(gated_model_dir, server_loop, open_gate):
+    log = BatchLog()
+    servable = load_on(gated_model_dir, server_loop, log, max_batch_size=2, num_batch_threads=1)
+    try:
+        held = submit(server_loop, servable, "gated", [100.0])
+        wait_until(lambda: log.sizes == [1])
+        full = submit(server_loop, servable, "", [1.0, 2.0])  # fills a batch, but no thread is free
+        wait_until(lambda: servable._batcher.num_enqueued_tasks() == 1)
+        assert log.sizes == [1]
+        open_gate(servable, 1)
+        assert held.result(30)["y"].tolist() == [100.0]
+        assert full.result(30)["y"].tolist() == [2.0, 4.0]
+        assert log.sizes == [1, 2]
+    finally:
+        servable.close()
