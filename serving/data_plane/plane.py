@@ -44,9 +44,10 @@ _METADATA_FIELD = "signature_def"
 class DataPlane:
     """Model status, metadata, predict, classify, regress and multi-inference for one ServerCore.
 
-    The model calls are coroutines for the serving loop: predict awaits the batcher or one hop to
-    the loop's executor; classify / regress / multi_inference run (decode + model) in one executor
-    hop. Status and metadata are cheap and answered where called.
+    The model calls are coroutines for the serving loop: predict awaits the batcher, one hop to
+    the loop's executor, or runs on the loop (a short run, the loop otherwise quiet; see
+    runtime/servable.py); classify / regress / multi_inference run (decode + model) in one
+    executor hop. Status and metadata are cheap and answered where called.
     """
 
     def __init__(
@@ -115,24 +116,40 @@ class DataPlane:
         *,
         entrypoint: str = "",
         decode_off_loop: bool = False,
-    ) -> Served[dict[str, np.ndarray]]:
+        encode: Callable[[dict[str, np.ndarray]], Any] | None = None,
+    ) -> Served[Any]:
         """Run ``signature_name`` ("" = serving_default) on ``inputs``: ``{alias: array}``.
 
-        ``inputs`` may be ``decode(signature_defs)``, called once the version is held; with
-        ``decode_off_loop`` it runs on the executor (megabytes of JSON).
+        ``inputs`` may be ``decode(signature_defs)``, called once the version is held. The result's
+        value is ``{alias: array}``, or ``encode(that)`` when ``encode`` is given. With
+        ``decode_off_loop`` (megabytes of JSON) decode and encode run on the executor: in the same
+        hop as the model run when the servable does not batch (one round trip, not three).
         """
         with _Call(self, "predict", ref, entrypoint, signature_name) as call, self._acquire(ref) as h:
             call.version = h.version
             self._check_method(h, signature_name, "predict")
+            servable = h.servable
+            if decode_off_loop and not servable.batching:
+                def blocking() -> Any:
+                    call.inputs = inputs(servable.signature_defs) if callable(inputs) else inputs
+                    call.outputs = servable.predict(signature_name, call.inputs, list(output_filter), timeout)
+                    return call.outputs if encode is None else encode(call.outputs)
+
+                value = await self.loop.run_blocking(blocking)
+                return Served(ref.name, h.version, signature_name or DEFAULT_SIGNATURE, value)
             if callable(inputs):
                 decode = inputs
-                inputs = (await self.loop.run_blocking(decode, h.servable.signature_defs) if decode_off_loop
-                          else decode(h.servable.signature_defs))
+                inputs = (await self.loop.run_blocking(decode, servable.signature_defs) if decode_off_loop
+                          else decode(servable.signature_defs))
             call.inputs = inputs
-            outputs = await h.servable.predict_async(
+            outputs = await servable.predict_async(
                 signature_name, inputs, list(output_filter), timeout, self.loop)
             call.outputs = outputs
-            return Served(ref.name, h.version, signature_name or DEFAULT_SIGNATURE, outputs)
+            if encode is not None:
+                value = await self.loop.run_blocking(encode, outputs) if decode_off_loop else encode(outputs)
+            else:
+                value = outputs
+            return Served(ref.name, h.version, signature_name or DEFAULT_SIGNATURE, value)
 
     async def classify(
         self, ref: ModelRef, signature_name: str, examples: Sequence[bytes] | Decode[Sequence[bytes]],

@@ -6,8 +6,10 @@ server stays a thin layer. numpy <-> JSON values go through :mod:`tfship.wire.js
 owns the protocol rules (row vs columnar, b64 outputs, tf.Example features, error wording).
 
 There is one path, on the serving loop: a body above :data:`LOOP_BODY_BYTES` is parsed, decoded
-and its answer encoded on the loop's executor (megabytes of JSON never stall the loop); the model
-call is awaited exactly as gRPC's (the batcher, or one hop to the executor).
+and its answer encoded on the loop's executor (megabytes of JSON never stall the loop): a predict
+in two hops, the parse (so JSON errors win over an unknown model, as upstream), then decode, run
+and encode together (the data plane's ``decode_off_loop``; with batching, decode and encode
+around the batcher). The model call is otherwise awaited exactly as gRPC's.
 """
 
 from __future__ import annotations
@@ -115,9 +117,12 @@ async def _predict(
         plans.append(_predict_plan(signature_defs, signature_name, doc))
         return plans[0].inputs
 
-    served = await plane.predict(route.ref, signature_name, decode, (), timeout, entrypoint=_ENTRYPOINT,
-                                 decode_off_loop=large)
-    if large or _nbytes(served.value) > _LOOP_OUTPUT_BYTES:
+    if large:  # decode, run and encode in one executor hop (unless the batcher runs it)
+        served = await plane.predict(route.ref, signature_name, decode, (), timeout, entrypoint=_ENTRYPOINT,
+                                     decode_off_loop=True, encode=lambda outputs: plans[0].response(outputs))
+        return served.value
+    served = await plane.predict(route.ref, signature_name, decode, (), timeout, entrypoint=_ENTRYPOINT)
+    if _nbytes(served.value) > _LOOP_OUTPUT_BYTES:
         return await plane.loop.run_blocking(plans[0].response, served.value)
     return plans[0].response(served.value)
 
