@@ -38,6 +38,29 @@ def test_batching_never_loses_names_the_worst_cell() -> None:
     assert "0.90x (mlp b32 c16" in detail
 
 
+def test_paired_cells_judge_every_cell_on_median_per_round_ratios() -> None:
+    from paired import cell_rounds
+
+    order: list[str] = []
+    rates = iter([100, 98, 200, 210, 80, 200, 100, 100, 100, 100, 100, 100])
+
+    def rate(target: str) -> float:
+        order.append(target)
+        return next(rates)
+
+    # the table's single cells say batching loses at b1 (0.5x); the pairs measured seconds apart decide
+    table = [cell("grpc", 1000), cell("grpc+b", 500), cell("grpc@base", 1000)]
+    paired_cells = {"mlp b1 c16": cell_rounds(3, ["grpc", "grpc+b"], rate),
+                    "mlp b32 c16": {"grpc": [100.0, 100.0, 100.0], "grpc@base": [100.0, 90.0, 200.0]}}
+    assert order == ["grpc", "grpc+b", "grpc+b", "grpc", "grpc", "grpc+b"]  # alternating order
+    assert paired_cells["mlp b1 c16"] == {"grpc": [100, 210, 80], "grpc+b": [98, 200, 200]}
+    found = {label: (ok, detail) for label, ok, detail in checks(table, {}, paired_cells)}
+    ok, detail = found["batching never loses: grpc+b >= 0.95x grpc, every cell (paired)"]
+    assert ok and "worst 0.98x (mlp b1 c16: grpc+b vs grpc; median of 3 paired rounds)" in detail
+    ok, detail = found["no regression: every tfship target >= 0.95x its @base counterpart, every cell (paired)"]
+    assert ok and "1.00x (mlp b32 c16: grpc vs grpc@base" in detail
+
+
 def test_peers_are_compared_best_against_best_in_every_cell() -> None:
     cells = [cell("grpc", 1000), cell("rest+b", 2500), cell("bentoml", 400), cell("mlserver+b", 1200),
              cell("grpc", 900, batch=32), cell("mlserver-grpc", 400, batch=32)]
