@@ -16,6 +16,7 @@ Prints the median microseconds per call of each side over ``--blocks`` blocks of
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from pathlib import Path
@@ -25,9 +26,11 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "testdata"
-                        / "tf-serving" / "saved_model_half_plus_two_cpu" / "00000123",
-                        help="a SavedModel version dir whose serving_default takes x: float32 [batch, 1]")
+    shared = Path(os.environ.get("TFSHIP_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
+    parser.add_argument("--model", type=Path,
+                        default=shared / "testdata" / "tf-serving" / "saved_model_half_plus_two_cpu" / "00000123",
+                        help="a SavedModel version dir whose serving_default takes x: float32 [batch, 1] "
+                             "(default: TF Serving's half_plus_two in ../shared or $TFSHIP_SHARED_DIR)")
     parser.add_argument("--blocks", type=int, default=16)
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args(argv)
