@@ -13,6 +13,8 @@ wait (the httpx model: one set of request semantics, a sync and an async driver)
 from __future__ import annotations
 
 import abc
+import concurrent.futures
+import contextvars
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from tfship.client.config import ClientConfig
-from tfship.client.endpoints import Endpoint, Target
+from tfship.client.endpoints import Endpoint, ReplicaHealth, RoundRobin, Target
+from tfship.client.resilience import Attempt, CallAttempts, Faults, FaultStats, attempt_to
 from tfship.client.types import (
     ClassifyResult,
     Inputs,
@@ -62,6 +65,9 @@ class BaseClient:
         self.config = config
         self._metadata_cache: dict[tuple[str, int | None, str | None], tuple[float, ModelMetadata]] = {}
         self._lock = threading.Lock()
+        self._faults = Faults(target, config.faults, config.retry.max_attempts)
+        #: Set on the handles :meth:`replicas` returns: the fleet client's view of this replica.
+        self._fleet_view: tuple[RoundRobin, Endpoint] | None = None
         self._capture: ClientCapture | None = None
         if config.capture is not None:
             from tfship.client.capture import ClientCapture
@@ -82,6 +88,29 @@ class BaseClient:
 
     def _timeout(self, timeout: float | None) -> float | None:
         return self.config.timeout if timeout is None else timeout
+
+    # ------------------------------------------------------------------ fault handling
+
+    def fault_stats(self) -> FaultStats:
+        """Calls, attempts, timeout retries, hedges, ejections and each replica's health: what
+        this client did about slow, hung or gone replicas (see :class:`FaultPolicy`)."""
+        return self._faults.stats()
+
+    @property
+    def health(self) -> ReplicaHealth | None:
+        """On a handle from ``replicas()``: the fleet client's view of this replica (state
+        healthy/ejected/probing, attempts, timeouts, ejections, latency EWMA); else None."""
+        if self._fleet_view is None:
+            return None
+        pool, endpoint = self._fleet_view
+        return pool.health_of(endpoint)
+
+    def _replica_handle(self, handle: BaseClient, endpoint: Endpoint) -> None:
+        if self._faults.pool is not None:
+            handle._fleet_view = (self._faults.pool, endpoint)
+
+    def _attempts(self, timeout: float | None) -> CallAttempts:
+        return self._faults.call(self._deadline(timeout), self._retry_delay)
 
     # ------------------------------------------------------------------ metadata cache
 
@@ -289,6 +318,7 @@ class Client(BaseClient, abc.ABC):
     def __init__(self, target: Target, config: ClientConfig) -> None:
         super().__init__(target, config)
         self._replica_clients: dict[Endpoint, Client] = {}
+        self._attempt_pool: concurrent.futures.ThreadPoolExecutor | None = None  # hedged attempts
 
     # ------------------------------------------------------------------ transport hooks
 
@@ -335,11 +365,13 @@ class Client(BaseClient, abc.ABC):
                 if handle is None:
                     handle = self._replica_clients[endpoint] = type(self)(
                         Target(endpoint.url, endpoint.scheme, (endpoint,), protocol=endpoint.protocol), self.config)
+                    self._replica_handle(handle, endpoint)
                 handles.append(handle)
         return handles
 
     def _close_replicas(self) -> None:
         self._close_capture()  # every transport's close() comes through here
+        self._close_attempt_threads()
         with self._lock:
             handles, self._replica_clients = list(self._replica_clients.values()), {}
         for handle in handles:
@@ -491,23 +523,93 @@ class Client(BaseClient, abc.ABC):
 
     def _call(self, ref: ModelRef, fn: Callable[[float | None], T], timeout: float | None,
               sent: Mapping[str, np.ndarray] | None = None, *, explain: bool = True) -> T:
-        """Run ``fn(seconds_left)`` with retries for transient failures (each attempt gets the
-        time left of ``timeout``); add hints to the final error."""
-        deadline = self._deadline(timeout)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return fn(self._left(deadline))
-            except ServingError as exc:
-                delay = self._retry_delay(exc, attempt, deadline)
-                if delay is not None:
-                    time.sleep(delay)  # backoff between retries, not a sync
+        """Run ``fn(seconds_left)`` as the attempts of one call (:mod:`tfship.client.resilience`:
+        retries for transient failures and, over several replicas, attempt timeouts, retries on
+        another replica and hedges); add hints to the final error."""
+        attempts = self._attempts(timeout)
+        try:
+            if self._faults.hedge_delay() is not None:
+                return self._hedged(fn, attempts)
+            while True:
+                attempt = attempts.next()
+                try:
+                    with attempt_to(attempt.endpoint):
+                        result = fn(attempt.timeout)
+                except ServingError as exc:
+                    delay = attempts.failed(attempt, exc)
+                    if delay is None:
+                        raise
+                    if delay:
+                        time.sleep(delay)  # backoff between retries, not a sync
                     continue
-                needs = self._hint_needs(exc, sent, explain)
-                if needs:
-                    self._explain(ref, exc, sent, needs)
-                raise
+                attempts.succeeded(attempt)
+                return result
+        except ServingError as exc:
+            needs = self._hint_needs(exc, sent, explain)
+            if needs:
+                self._explain(ref, exc, sent, needs)
+            raise
+
+    def _hedged(self, fn: Callable[[float | None], T], attempts: CallAttempts) -> T:
+        """The attempts of one call with hedging: each runs on the client's attempt threads, a
+        hedge starts after the hedge delay, the first answer wins. A blocking attempt cannot be
+        interrupted, so the loser runs out on its thread (bounded by its timeout) and its answer
+        is dropped."""
+        running: dict[concurrent.futures.Future[T], Attempt] = {}
+
+        def run(attempt: Attempt) -> T:
+            with attempt_to(attempt.endpoint):
+                return fn(attempt.timeout)
+
+        def launch(attempt: Attempt) -> None:
+            running[self._attempt_threads().submit(contextvars.copy_context().run, run, attempt)] = attempt
+
+        launch(attempts.next())
+        try:
+            while running:
+                wait = None if attempts.hedged else self._faults.hedge_delay()
+                done, _ = concurrent.futures.wait(running, timeout=wait,
+                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+                if not done:
+                    hedge = attempts.hedge()
+                    attempts.hedged = True
+                    if hedge is not None:
+                        launch(hedge)
+                    continue
+                for future in done:
+                    attempt = running.pop(future)
+                    exc = future.exception()
+                    if exc is None:
+                        attempts.succeeded(attempt)
+                        return future.result()
+                    if not isinstance(exc, ServingError):
+                        raise exc
+                    delay = attempts.failed(attempt, exc)
+                    if running:
+                        continue  # the other attempt may still answer
+                    if delay is None:
+                        raise exc
+                    if delay:
+                        time.sleep(delay)  # backoff between retries, not a sync
+                    launch(attempts.next())
+            raise AssertionError("unreachable: a call ends with an answer or an error")
+        finally:
+            for future, attempt in running.items():
+                future.cancel()
+                attempts.cancelled(attempt)
+
+    def _attempt_threads(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            pool = self._attempt_pool
+            if pool is None:
+                pool = self._attempt_pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=max(4, 2 * self.config.max_connections), thread_name_prefix="tfship-attempt")
+            return pool
+
+    def _close_attempt_threads(self) -> None:
+        pool, self._attempt_pool = self._attempt_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _explain(self, ref: ModelRef, exc: ServingError, sent: Mapping[str, np.ndarray] | None,
                  needs: str) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tfship.capture import CaptureConfig
 
-__all__ = ["ClientConfig", "RetryPolicy", "TlsConfig"]
+__all__ = ["ClientConfig", "FaultPolicy", "RetryPolicy", "TlsConfig"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,53 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         return min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+
+
+@dataclass(frozen=True)
+class FaultPolicy:
+    """What a client over several replicas does about one that hangs or answers slowly.
+
+    The defaults help without configuration and bound the extra load:
+
+    * **Attempt timeout.** An attempt gets ``attempt_timeout`` seconds (None: adaptive,
+      ``attempt_timeout_p99_factor`` x the p99 of recent answers, at least
+      ``min_attempt_timeout``) before the call, which is idempotent (Predict, Classify, Regress,
+      metadata, status), is retried on another replica within the call's deadline. An attempt
+      is cut short only while the retry budget could pay for its retry; otherwise it gets the
+      whole deadline, so a call never fails early for want of budget.
+    * **Ejection.** A replica whose attempt timed out, that refused a connection, or whose
+      latency (EWMA) is ``slow_factor`` x the others' median is skipped for ``ejection_seconds``
+      (doubling while it keeps failing, up to ``max_ejection_seconds``); then one call probes it
+      and its answer brings it back. At most ``max_ejected_fraction`` of the replicas (at least
+      one) are ejected at a time for slowness or timeouts.
+    * **Hedging** (off by default): after ``hedge_delay`` (None: the p95 of recent answers) a
+      second attempt goes to another replica; the first answer wins, the other is cancelled.
+    * **Budget.** Timeout retries and hedges draw on one budget: ``budget_ratio`` of the calls
+      (0.1: at most 10% extra attempts) plus ``budget_min_per_second`` so a quiet client can
+      still retry.
+    * **Keepalive** (gRPC): an HTTP/2 ping after ``keepalive_seconds`` without activity on a
+      connection with calls in flight; no answer within ``keepalive_timeout_seconds`` closes
+      it, so a frozen peer's connection is declared dead within seconds.
+
+    Everything counts in :meth:`tfship.client.Client.fault_stats` and per replica in
+    ``client.replicas()[i].health``. ``FaultPolicy(enabled=False)`` restores plain round robin.
+    """
+
+    enabled: bool = True
+    attempt_timeout: float | None = None
+    min_attempt_timeout: float = 0.1
+    attempt_timeout_p99_factor: float = 4.0
+    hedge: bool = False
+    hedge_delay: float | None = None
+    min_hedge_delay: float = 0.005
+    budget_ratio: float = 0.1
+    budget_min_per_second: float = 2.0
+    slow_factor: float = 5.0
+    ejection_seconds: float = 0.5
+    max_ejection_seconds: float = 2.0
+    max_ejected_fraction: float = 0.5
+    keepalive_seconds: float = 5.0
+    keepalive_timeout_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +122,7 @@ class ClientConfig:
     explain_errors: bool = True
     #: Over several replicas: the longest wait (seconds) before the gRPC channel tries a replica
     #: that went away again (grpcio's default is 120 s, far too long for a restarted replica).
-    reconnect_backoff_max: float = 5.0
+    reconnect_backoff_max: float = 2.0
     #: Record the calls this client makes (sampled, bounded, off the call path) as PredictionLog
     #: capture files, the format tfship-model-server's logging_config writes (tfship.client.capture).
     capture: CaptureConfig | None = None
@@ -83,3 +130,5 @@ class ClientConfig:
     #: extension) instead of JSON lists. Several times faster for large numeric tensors; turn it
     #: off for a V2 server without the extension.
     v2_binary_data: bool = True
+    #: Attempt timeouts, ejection, hedging and their budget over several replicas.
+    faults: FaultPolicy = field(default_factory=FaultPolicy)

@@ -13,9 +13,10 @@ clients parse and pick endpoints the same way:
   ``v2+dns:///NAME:8500``) selects the Open Inference Protocol (KServe V2) instead of TF Serving's
   API, for the same hosts and ports: :attr:`Target.protocol` is ``"v2"``.
 * :meth:`Target.resolve` turns it into concrete :class:`Endpoint` s (one per replica address).
-* :class:`RoundRobin` picks the endpoint for each call and skips, for a short cool-down, an endpoint
-  that just refused or dropped a connection, so a dead replica costs one retried call, not a third
-  of all calls.
+* :class:`RoundRobin` picks the endpoint for each attempt and ejects, for a short cool-down, an
+  endpoint that refused or dropped a connection, timed out or answers far slower than the others,
+  so a dead or hung replica costs one retried call, not a third of all calls; one probe call
+  brings it back.
 
 >>> target = parse_target("grpc://127.0.0.1:8500,127.0.0.1:8510")
 >>> [e.url for e in target.resolve()]
@@ -27,14 +28,15 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from tfship.errors import ConfigError
 
-__all__ = ["Endpoint", "Target", "RoundRobin", "parse_target"]
+__all__ = ["Endpoint", "Target", "RoundRobin", "ReplicaHealth", "parse_target"]
 
 _SCHEMES = ("grpc", "grpcs", "http", "https")
 _DEFAULT_PORTS = {"grpc": 8500, "grpcs": 443, "http": 8501, "https": 443}
@@ -272,57 +274,206 @@ def is_ip_literal(host: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class ReplicaHealth:
+    """What a client knows about one replica right now (``client.replicas()[i].health``)."""
+
+    url: str
+    #: "healthy", "ejected" (skipped until ``ejected_for_s`` ends) or "probing" (one call is
+    #: finding out whether it is back).
+    state: str
+    attempts: int
+    failures: int
+    timeouts: int
+    ejections: int
+    latency_ewma_ms: float | None
+    ejected_for_s: float
+    reason: str | None
+
+
+class _Replica:
+    __slots__ = ("ejected_until", "backoff", "probe_since", "attempts", "failures", "timeouts",
+                 "ejections", "ewma", "samples", "reason")
+
+    def __init__(self) -> None:
+        self.ejected_until = 0.0  # 0: not ejected
+        self.backoff = 0.0
+        self.probe_since: float | None = None
+        self.attempts = self.failures = self.timeouts = self.ejections = self.samples = 0
+        self.ewma: float | None = None
+        self.reason: str | None = None
+
+
 @dataclass
 class RoundRobin:
-    """Per-call rotation over endpoints, skipping ones that recently failed to connect.
+    """Per-call rotation over endpoints that skips ejected ones: outlier detection in the spirit
+    of Envoy's, shared by the sync and the asyncio clients (no I/O).
 
-    Lock-free (``itertools.count`` is atomic under the GIL and asyncio is single-threaded), so the
-    sync client's threads and the asyncio client share the same code. A failed endpoint is skipped
-    for ``cooldown`` seconds (doubling while it keeps failing, up to ``max_cooldown``), then tried
-    again, so a restarted replica gets calls back without anybody telling the client.
+    A replica is ejected when it refuses or drops a connection (:meth:`mark_down`), when an
+    attempt to it times out (:meth:`eject`), or when its latency EWMA grows ``slow_factor``
+    times the median of the others (:meth:`observe`). It is skipped for ``cooldown`` seconds,
+    doubling while it keeps failing up to ``max_cooldown``; then exactly one call probes it
+    (the others still skip it) and that call's answer (:meth:`mark_up`) brings it back, so a
+    replica that hangs costs one slow call per cool-down, not every third call. At most
+    ``max_ejected_fraction`` of the endpoints (at least one) are ejected for timeouts or
+    slowness, so a fleet-wide slowdown never empties the rotation. A lock guards the state:
+    the sync client's threads and the asyncio client share the code.
     """
 
     endpoints: Sequence[Endpoint]
     cooldown: float = 0.5
     max_cooldown: float = 5.0
+    max_ejected_fraction: float = 0.5
+    slow_factor: float = 5.0
+    #: Latency EWMA below which a replica is never "slow" (loopback jitter is not an outlier).
+    slow_floor: float = 0.02
     _counter: itertools.count[int] = field(default_factory=itertools.count, repr=False)
-    _down: dict[Endpoint, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _state: dict[Endpoint, _Replica] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def pick(self) -> Endpoint:
-        """The endpoint for the next call: the next one in turn that is not cooling down.
+    def __post_init__(self) -> None:
+        self.endpoints = list(self.endpoints)
+        self._state = {e: _Replica() for e in self.endpoints}
 
-        When every endpoint is cooling down the next in turn is returned anyway (the call fails
-        or succeeds on its own; the caller's retry policy decides what happens next).
+    def pick(self, exclude: Collection[Endpoint] = ()) -> Endpoint:
+        """The endpoint for the next call: the next one in turn that is not ejected (nor in
+        ``exclude``, the replicas this call already tried), or an ejected one whose cool-down
+        ended and that nobody is probing yet (this call becomes its probe).
+
+        When every endpoint is ejected or excluded the next in turn is returned anyway (the call
+        fails or succeeds on its own; the caller's retry policy decides what happens next).
         """
         n = len(self.endpoints)
         if n == 0:
             raise ConfigError("No endpoints to call: the target resolved to no address.")
-        start = next(self._counter)
         now = time.monotonic()
-        for offset in range(n):
-            endpoint = self.endpoints[(start + offset) % n]
-            down = self._down.get(endpoint)
-            if down is None or now >= down[0]:
-                return endpoint
-        return self.endpoints[start % n]
+        with self._lock:
+            start = next(self._counter)
+            fallback: Endpoint | None = None
+            for offset in range(n):
+                endpoint = self.endpoints[(start + offset) % n]
+                if endpoint in exclude:
+                    continue
+                replica = self._state[endpoint]
+                if not replica.ejected_until:
+                    return self._started(endpoint, replica)
+                if now >= replica.ejected_until and (
+                        replica.probe_since is None or now - replica.probe_since > self.max_cooldown):
+                    replica.probe_since = now  # the probe: one call finds out whether it is back
+                    return self._started(endpoint, replica)
+                fallback = fallback or endpoint
+            endpoint = fallback or self.endpoints[start % n]
+            return self._started(endpoint, self._state[endpoint])
+
+    @staticmethod
+    def _started(endpoint: Endpoint, replica: _Replica) -> Endpoint:
+        replica.attempts += 1
+        return endpoint
 
     def refresh(self, endpoints: Sequence[Endpoint]) -> None:
-        """Replace the endpoints (a DNS name answered anew); failures of the ones kept are remembered."""
-        self.endpoints = list(endpoints)
-        self._down = {e: mark for e, mark in self._down.items() if e in self.endpoints}
+        """Replace the endpoints (a DNS name answered anew); the state of the ones kept is remembered."""
+        with self._lock:
+            self.endpoints = list(endpoints)
+            self._state = {e: self._state.get(e) or _Replica() for e in self.endpoints}
 
-    def mark_down(self, endpoint: Endpoint) -> None:
-        """``endpoint`` refused or dropped a connection: skip it for a while."""
-        previous = self._down.get(endpoint)
-        cooldown = self.cooldown if previous is None else min(self.max_cooldown, previous[1] * 2)
-        self._down[endpoint] = (time.monotonic() + cooldown, cooldown)
+    def mark_down(self, endpoint: Endpoint, reason: str = "unreachable") -> None:
+        """``endpoint`` refused or dropped a connection: skip it for a while (not capped: it is gone)."""
+        with self._lock:
+            replica = self._state.get(endpoint)
+            if replica is not None:
+                replica.failures += 1
+                self._eject(replica, reason)
+
+    def eject(self, endpoint: Endpoint, reason: str) -> bool:
+        """An attempt to ``endpoint`` timed out (``reason``): skip it for a while, unless that
+        would eject more than ``max_ejected_fraction`` of the endpoints. True if ejected."""
+        with self._lock:
+            replica = self._state.get(endpoint)
+            if replica is None:
+                return False
+            replica.failures += 1
+            if reason == "timeout":
+                replica.timeouts += 1
+            return self._eject_capped(replica, reason)
+
+    def _eject_capped(self, replica: _Replica, reason: str) -> bool:
+        if not (replica.ejected_until or replica.probe_since is not None):
+            ejected = sum(1 for r in self._state.values() if r.ejected_until)
+            if ejected >= max(1, int(len(self._state) * self.max_ejected_fraction)):
+                return False
+        self._eject(replica, reason)
+        return True
+
+    def _eject(self, replica: _Replica, reason: str) -> None:
+        if replica.ejected_until and replica.probe_since is None and time.monotonic() < replica.ejected_until:
+            return  # already out: attempts that were in flight do not lengthen the cool-down
+        replica.backoff = self.cooldown if not replica.backoff else min(self.max_cooldown, replica.backoff * 2)
+        replica.ejected_until = time.monotonic() + replica.backoff
+        replica.probe_since = None
+        replica.ejections += 1
+        replica.reason = reason
+        replica.ewma, replica.samples = None, 0
 
     def mark_up(self, endpoint: Endpoint) -> None:
-        """``endpoint`` answered: forget its failures."""
-        if endpoint in self._down:
-            self._down.pop(endpoint, None)
+        """``endpoint`` answered: it is back in the rotation if it was unreachable, or if its
+        cool-down ended (the probe). A late answer from a replica ejected as hung or slow, to a
+        call sent before, does not end its cool-down."""
+        with self._lock:
+            replica = self._state.get(endpoint)
+            if replica is not None and replica.ejected_until and (
+                    replica.reason == "unreachable" or time.monotonic() >= replica.ejected_until):
+                replica.ejected_until, replica.probe_since, replica.backoff = 0.0, None, 0.0
+
+    def release(self, endpoint: Endpoint) -> None:
+        """An attempt to ``endpoint`` ended without telling anything (cancelled): if it was the
+        probe, another call may probe."""
+        with self._lock:
+            replica = self._state.get(endpoint)
+            if replica is not None:
+                replica.probe_since = None
+
+    def observe(self, endpoint: Endpoint, seconds: float) -> None:
+        """A successful attempt's latency: update ``endpoint``'s EWMA and eject it when it is an
+        outlier (``slow_factor`` x the median EWMA of the others, and above ``slow_floor``)."""
+        with self._lock:
+            replica = self._state.get(endpoint)
+            if replica is None:
+                return
+            replica.ewma = seconds if replica.ewma is None else 0.8 * replica.ewma + 0.2 * seconds
+            replica.samples += 1
+            if replica.samples < 10 or replica.ewma < self.slow_floor or len(self._state) < 2:
+                return
+            others = sorted(r.ewma for e, r in self._state.items()
+                            if e != endpoint and r.ewma is not None and not r.ejected_until)
+            if others and replica.ewma > self.slow_factor * others[len(others) // 2]:
+                self._eject_capped(replica, "slow")
 
     def healthy(self) -> list[Endpoint]:
-        """Endpoints not cooling down right now."""
+        """Endpoints not ejected right now (a cool-down that ended counts as healthy)."""
         now = time.monotonic()
-        return [e for e in self.endpoints if e not in self._down or now >= self._down[e][0]]
+        with self._lock:
+            return [e for e in self.endpoints if now >= self._state[e].ejected_until]
+
+    def health(self) -> list[ReplicaHealth]:
+        """A snapshot of every endpoint's state and counters, in endpoint order."""
+        now = time.monotonic()
+        with self._lock:
+            return [self._health(e, self._state[e], now) for e in self.endpoints]
+
+    def health_of(self, endpoint: Endpoint) -> ReplicaHealth | None:
+        now = time.monotonic()
+        with self._lock:
+            replica = self._state.get(endpoint)
+            return None if replica is None else self._health(endpoint, replica, now)
+
+    @staticmethod
+    def _health(endpoint: Endpoint, r: _Replica, now: float) -> ReplicaHealth:
+        if not r.ejected_until:
+            state = "healthy"
+        elif r.probe_since is not None:
+            state = "probing"
+        else:
+            state = "ejected"
+        return ReplicaHealth(endpoint.url, state, r.attempts, r.failures, r.timeouts, r.ejections,
+                             None if r.ewma is None else r.ewma * 1e3,
+                             max(0.0, r.ejected_until - now) if r.ejected_until else 0.0, r.reason)

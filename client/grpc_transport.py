@@ -18,7 +18,8 @@ import grpc
 import numpy as np
 from tfship.client.base import Client, ModelRef
 from tfship.client.config import ClientConfig, TlsConfig
-from tfship.client.endpoints import Target, is_ip_literal, resolve_addresses
+from tfship.client.endpoints import Endpoint, Target, is_ip_literal, resolve_addresses
+from tfship.client.resilience import current_endpoint
 from tfship.client.examples import input_proto
 from tfship.client.types import (
     STATE_NAMES,
@@ -36,7 +37,7 @@ from tfship.wire.tensor import _varint, decode_tensor, encode_tensor, iter_field
 
 __all__ = [
     "GrpcClient", "METHODS", "encode_predict_request", "decode_predict_response", "channel_target",
-    "channel_setup", "rpc_error",
+    "channel_setup", "replica_target", "rpc_error",
     "examples_request", "decode_classify", "decode_regress", "metadata_request", "decode_metadata",
     "status_request", "decode_status",
 ]
@@ -153,19 +154,30 @@ def channel_setup(target: Target, config: ClientConfig
     """The channel's target string, options and TLS credentials (None = plaintext), for the sync
     and the grpc.aio channel alike.
 
-    Over several replicas (a list, or ``dns:///NAME:PORT``) one channel holds a subchannel per
-    replica and grpcio's ``round_robin`` policy spreads the calls over the READY ones; a replica
-    that goes away leaves the rotation as soon as its connection drops, and comes back once the
-    channel reconnects (backoff capped by ``ClientConfig.reconnect_backoff_max``).
+    The clients open one channel per replica (:func:`replica_target`) and steer each attempt
+    themselves (:mod:`tfship.client.resilience`). With ``FaultPolicy(enabled=False)`` one channel
+    holds a subchannel per replica (a list, or ``dns:///NAME:PORT``) and grpcio's
+    ``round_robin`` policy spreads the calls over the READY ones. Either way a replica that went
+    away is tried again after at most ``ClientConfig.reconnect_backoff_max``; keepalive pings
+    (``FaultPolicy.keepalive_seconds``) close the connection to a frozen one.
     """
     options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", config.max_send_message_bytes),
         ("grpc.max_receive_message_length", config.max_receive_message_bytes),
     ]
+    faults = config.faults
+    if faults.enabled and faults.keepalive_seconds > 0:
+        # Pings only while calls are in flight, and at most two without data in between
+        # (grpcio's default), which servers' default ping policy (TF Serving's included) accepts.
+        options += [("grpc.keepalive_time_ms", int(faults.keepalive_seconds * 1000)),
+                    ("grpc.keepalive_timeout_ms", int(faults.keepalive_timeout_seconds * 1000))]
     address = channel_target(target)
+    backoff_ms = int(config.reconnect_backoff_max * 1000)
+    options += [("grpc.max_reconnect_backoff_ms", backoff_ms),
+                ("grpc.initial_reconnect_backoff_ms", min(backoff_ms, 500)),
+                ("grpc.min_reconnect_backoff_ms", min(backoff_ms, 500))]
     if target.several:
-        options += [("grpc.lb_policy_name", "round_robin"),
-                    ("grpc.max_reconnect_backoff_ms", int(config.reconnect_backoff_max * 1000))]
+        options.append(("grpc.lb_policy_name", "round_robin"))
     tls = config.tls
     if not (target.secure or tls is not None):
         return address, options, None
@@ -179,6 +191,11 @@ def channel_setup(target: Target, config: ClientConfig
     if tls.server_name_override or server_name:
         options.append(("grpc.ssl_target_name_override", tls.server_name_override or server_name))
     return address, options, creds
+
+
+def replica_target(endpoint: Endpoint) -> Target:
+    """The one-server target of a replica's own channel."""
+    return Target(endpoint.url, endpoint.scheme, (endpoint,))
 
 
 def rpc_error(exc: grpc.RpcError, ref: ModelRef) -> ServingError:
@@ -239,25 +256,48 @@ def decode_status(raw: bytes) -> list[VersionStatus]:
 
 class GrpcClient(Client):
     """Client over gRPC (``grpc://host:port``, or ``grpcs://`` for TLS); over several replicas
-    one channel balances the calls (see :func:`channel_setup`)."""
+    one channel per replica, each attempt sent to the replica the client picked for it."""
 
     transport = "grpc"
 
     def __init__(self, target: Target, config: ClientConfig) -> None:
         super().__init__(target, config)
-        address, options, creds = channel_setup(target, config)
+        # Over several replicas with fault handling: a channel per replica, opened on first use.
+        self._channels: dict[Endpoint, tuple[grpc.Channel, dict[str, Any]]] = {}
+        if not self._faults.active:
+            self._channel, self._rpc = self._open(target)
+
+    def _open(self, target: Target) -> tuple[grpc.Channel, dict[str, Any]]:
+        address, options, creds = channel_setup(target, self.config)
         if creds is not None:
-            self._channel = grpc.secure_channel(address, creds, options=options)
+            channel = grpc.secure_channel(address, creds, options=options)
         else:
-            self._channel = grpc.insecure_channel(address, options=options)
+            channel = grpc.insecure_channel(address, options=options)
         # Raw bytes in and out: we serialize and parse ourselves.
-        self._rpc = {name: self._channel.unary_unary(path) for name, path in METHODS.items()}
+        return channel, {name: channel.unary_unary(path) for name, path in METHODS.items()}
+
+    def _stubs(self) -> tuple[Endpoint | None, dict[str, Any]]:
+        if not self._faults.active:
+            return None, self._rpc
+        endpoint = current_endpoint() or self._faults.pick()
+        assert endpoint is not None
+        opened = self._channels.get(endpoint)
+        if opened is None:
+            with self._lock:
+                opened = self._channels.get(endpoint)
+                if opened is None:
+                    opened = self._channels[endpoint] = self._open(replica_target(endpoint))
+        return endpoint, opened[1]
 
     def _invoke(self, method: str, request: bytes, timeout: float | None, ref: ModelRef) -> bytes:
+        endpoint, rpc = self._stubs()
         try:
-            return self._rpc[method](request, timeout=timeout)  # type: ignore[no-any-return]
+            return rpc[method](request, timeout=timeout)  # type: ignore[no-any-return]
         except grpc.RpcError as exc:
-            raise rpc_error(exc, ref) from None
+            error = rpc_error(exc, ref)
+            if endpoint is not None and isinstance(error, UnavailableError) and self._faults.pool is not None:
+                self._faults.pool.mark_down(endpoint)
+            raise error from None
         except ValueError as exc:  # e.g. "Cannot invoke RPC on closed channel!"
             raise UnavailableError(f"gRPC channel to {self.url} is unusable: {exc}") from None
 
@@ -284,4 +324,10 @@ class GrpcClient(Client):
 
     def close(self) -> None:
         self._close_replicas()
-        self._channel.close()
+        with self._lock:
+            channels = [channel for channel, _ in self._channels.values()]
+            self._channels.clear()
+        for channel in channels:
+            channel.close()
+        if not self._faults.active:
+            self._channel.close()

@@ -11,9 +11,7 @@ with the asyncio client (:mod:`tfship.client.aio.rest_transport`); the classes d
 
 from __future__ import annotations
 
-import contextlib
 import ssl
-import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +20,8 @@ import httpx
 import numpy as np
 from tfship.client.base import Client, ModelRef
 from tfship.client.config import ClientConfig
-from tfship.client.endpoints import Endpoint, RoundRobin, Target
+from tfship.client.endpoints import Endpoint, Target
+from tfship.client.resilience import Faults, current_endpoint
 from tfship.client.types import (
     ClassifyResult,
     ModelMetadata,
@@ -33,7 +32,6 @@ from tfship.client.types import (
 
 from tfship.errors import (
     Code,
-    ConfigError,
     DeadlineExceededError,
     InvalidArgumentError,
     ServingError,
@@ -128,33 +126,28 @@ def request_options(config: ClientConfig, endpoint: Endpoint, timeout: float | N
 
 
 class RestReplicas:
-    """Which server each REST call goes to, and what a failed call says about it (shared by the
-    sync and asyncio clients; no I/O but re-resolving a DNS name).
+    """Which server each REST attempt goes to, and what a failed one says about it (shared by
+    the sync and asyncio clients; no I/O).
 
-    Over several replicas (``http://a:8501,b:8501`` or ``dns+http:///NAME:8501``) each call goes
-    to the next replica in turn; one that refuses or drops a connection is skipped for a short
-    cool-down (:class:`~tfship.client.endpoints.RoundRobin`) and the call is retried elsewhere.
-    A DNS name is resolved again every ``DNS_REFRESH_SECONDS``.
+    Over several replicas (``http://a:8501,b:8501`` or ``dns+http:///NAME:8501``) the client's
+    :class:`~tfship.client.resilience.Faults` picks the replica of each attempt (the driver sets
+    it; calls outside the driver take the next in turn); one that refuses or drops a connection
+    is ejected for a short cool-down and the call is retried elsewhere.
     """
 
-    DNS_REFRESH_SECONDS = 10.0
-
-    def __init__(self, target: Target) -> None:
-        self.target = target
-        self._rotation = RoundRobin(target.resolve())
-        self._resolved_at = time.monotonic()
+    def __init__(self, target: Target, faults: Faults) -> None:
+        self.target, self._faults = target, faults
+        self._single = None if target.several else target.endpoints[0]
 
     def pick(self) -> tuple[Endpoint, str]:
-        """The endpoint for the next call and its base URL."""
-        if self.target.dns_name is not None and time.monotonic() - self._resolved_at > self.DNS_REFRESH_SECONDS:
-            self._resolved_at = time.monotonic()
-            with contextlib.suppress(ConfigError):  # keep the last good answer through a DNS hiccup
-                self._rotation.refresh(self.target.resolve())
-        endpoint = self._rotation.pick()
+        """The endpoint for this attempt and its base URL."""
+        endpoint = current_endpoint() or self._single or self._faults.pick()
+        assert endpoint is not None
         return endpoint, f"{'https' if endpoint.secure else 'http'}://{endpoint.netloc}"
 
     def answered(self, endpoint: Endpoint) -> None:
-        self._rotation.mark_up(endpoint)
+        if self._faults.pool is not None:
+            self._faults.pool.mark_up(endpoint)
 
     def failed(self, endpoint: Endpoint, exc: Exception, ref: ModelRef, timeout: float | None) -> ServingError:
         """The :mod:`tfship.errors` class for an httpx request that raised ``exc`` (an
@@ -163,14 +156,18 @@ class RestReplicas:
         where = endpoint.url if self.target.several else self.target.url
         if isinstance(exc, httpx.TimeoutException):
             if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-                self._rotation.mark_down(endpoint)
+                self._mark_down(endpoint)
                 return UnavailableError(f"Timed out connecting to {where}: {exc}", model=ref.name)
             return DeadlineExceededError(f"No answer from {where} within {timeout} s: {exc}", model=ref.name)
         if isinstance(exc, (httpx.TransportError, OSError)):  # refused, reset, closed mid-response
-            self._rotation.mark_down(endpoint)
+            self._mark_down(endpoint)
             return UnavailableError(f"Cannot reach {where}: {type(exc).__name__}: {exc}", model=ref.name)
         # RuntimeError: "Cannot send a request, as the client has been closed."
         return UnavailableError(f"REST client for {self.target.url} is closed: {exc}")
+
+    def _mark_down(self, endpoint: Endpoint) -> None:
+        if self._faults.pool is not None:
+            self._faults.pool.mark_down(endpoint)
 
 
 def read_response(response: httpx.Response, ref: ModelRef) -> Any:
@@ -247,7 +244,7 @@ class RestClient(Client):
     def __init__(self, target: Target, config: ClientConfig) -> None:
         super().__init__(target, config)
         self._http = httpx.Client(**http_client_options(config))
-        self._replicas = RestReplicas(target)
+        self._replicas = RestReplicas(target, self._faults)
 
     # ------------------------------------------------------------------ plumbing
 

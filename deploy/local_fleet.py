@@ -19,6 +19,7 @@ through the balancer, never an open port.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 import time
@@ -198,6 +199,7 @@ def start_local_fleet(
     extra_args: Sequence[str] = (),
     poll_seconds: int = 1,
     timeout: float = 180.0,
+    upstream_timeout: float | None = None,
 ) -> LocalFleet:
     """Start ``replicas`` servers over ``models_dir`` (and nginx in front); wait until all serve.
 
@@ -205,6 +207,8 @@ def start_local_fleet(
     ``tfship-model-server`` processes; the engine must use host networking or publish ports.
     ``models``: the model names to serve and wait for (default: every model under ``models_dir``).
     ``model_config_file``: a shared config file (label swaps rewrite it) instead of a generated one.
+    ``upstream_timeout``: nginx's ``read_timeout`` (default 10 s): how long a call waits on a
+    replica that hangs before nginx passes it to the next one.
     """
     if replicas < 1:
         raise ConfigError(f"A fleet needs at least one replica, not {replicas}.")
@@ -228,6 +232,8 @@ def start_local_fleet(
             config = LoadBalancerConfig([f"127.0.0.1:{r.grpc_port}" for r in fleet.replicas],
                                         [f"127.0.0.1:{r.rest_port}" for r in fleet.replicas],
                                         ports[-2], ports[-1])
+            if upstream_timeout is not None:
+                config = dataclasses.replace(config, read_timeout=upstream_timeout)
             fleet.load_balancer = start_nginx(config, work / "nginx")
             _wait_through(fleet, timeout)
     except BaseException:

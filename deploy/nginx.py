@@ -4,7 +4,9 @@ gRPC goes through ``grpc_pass`` (HTTP/2 from the client, HTTP/2 to every replica
 call, so calls spread over replicas per call and not per connection); REST through ``proxy_pass``
 with HTTP/1.1 keep-alive to the replicas (nginx's proxy module speaks no HTTP/2 upstream). A call
 that cannot reach a replica (refused, reset, 502/503/504) is passed to the next one: a Predict is
-safe to send twice, so ``non_idempotent`` is allowed.
+safe to send twice, so ``non_idempotent`` is allowed. A replica that hangs (its process frozen,
+its sockets open) is given up after ``read_timeout`` and left out for ``fail_timeout``; the call
+goes to the next replica.
 
 nginx runs with ``master_process off`` as the calling user: no privilege drop, so its temp dirs
 can live in a private work dir; one process is plenty for a loopback test balancer.
@@ -46,9 +48,19 @@ class LoadBalancerConfig:
     host: str = "127.0.0.1"
     max_grpc_body: str = "2047m"
     max_rest_body: str = "512m"
-    #: seconds a replica that failed is left out before nginx tries it again
+    #: seconds a replica that failed (or timed out) is left out before nginx tries it again
     fail_timeout: int = 2
-    read_timeout: int = 300
+    #: Seconds nginx waits for a replica's answer (between two reads) before it gives up on it,
+    #: marks it failed for ``fail_timeout`` and passes the call to the next replica: the bound on
+    #: what a replica that hangs (a frozen process keeps its sockets open) costs a call. Keep it
+    #: above the slowest legitimate model run and below the clients' deadline (see README).
+    read_timeout: float = 10.0
+    #: Seconds one call may spend across all its tries (0: no limit besides the tries).
+    next_upstream_timeout: float = 0.0
+
+
+def _ms(seconds: float) -> str:
+    return f"{int(round(seconds * 1000))}ms"
 
 
 def render_nginx_config(config: LoadBalancerConfig, workdir: str | os.PathLike[str]) -> str:
@@ -76,8 +88,9 @@ def render_nginx_config(config: LoadBalancerConfig, workdir: str | os.PathLike[s
             grpc_pass grpc://tfship_grpc;
             grpc_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
             grpc_next_upstream_tries 3;
-            grpc_read_timeout {config.read_timeout}s;
-            grpc_send_timeout {config.read_timeout}s;
+            grpc_next_upstream_timeout {_ms(config.next_upstream_timeout)};
+            grpc_read_timeout {_ms(config.read_timeout)};
+            grpc_send_timeout {_ms(config.read_timeout)};
         }}
     }}
 """)
@@ -93,8 +106,9 @@ def render_nginx_config(config: LoadBalancerConfig, workdir: str | os.PathLike[s
             proxy_set_header Connection "";
             proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;
             proxy_next_upstream_tries 3;
-            proxy_read_timeout {config.read_timeout}s;
-            proxy_send_timeout {config.read_timeout}s;
+            proxy_next_upstream_timeout {_ms(config.next_upstream_timeout)};
+            proxy_read_timeout {_ms(config.read_timeout)};
+            proxy_send_timeout {_ms(config.read_timeout)};
         }}
     }}
 """)

@@ -16,6 +16,7 @@ import numpy as np
 from tfship.client.base import BaseClient, Inputs, ModelRef, Outputs
 from tfship.client.config import ClientConfig
 from tfship.client.endpoints import Endpoint, Target
+from tfship.client.resilience import Attempt, CallAttempts, attempt_to
 from tfship.client.types import ClassifyResult, ModelMetadata, Prediction, SignatureInfo, VersionStatus
 
 from tfship.errors import NotFoundError, ServingError, UnavailableError
@@ -75,6 +76,7 @@ class AsyncClient(BaseClient, abc.ABC):
             if handle is None:
                 handle = self._replica_clients[endpoint] = type(self)(
                     Target(endpoint.url, endpoint.scheme, (endpoint,), protocol=endpoint.protocol), self.config)
+                self._replica_handle(handle, endpoint)
             handles.append(handle)
         return handles
 
@@ -226,23 +228,76 @@ class AsyncClient(BaseClient, abc.ABC):
 
     async def _call(self, ref: ModelRef, fn: Callable[[float | None], Awaitable[T]], timeout: float | None,
                     sent: Mapping[str, np.ndarray] | None = None, *, explain: bool = True) -> T:
-        """Await ``fn(seconds_left)`` with retries for transient failures (each attempt gets the
-        time left of ``timeout``); add hints to the final error."""
-        deadline = self._deadline(timeout)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await fn(self._left(deadline))
-            except ServingError as exc:
-                delay = self._retry_delay(exc, attempt, deadline)
-                if delay is not None:
-                    await asyncio.sleep(delay)  # backoff between retries, not a sync
+        """Await ``fn(seconds_left)`` as the attempts of one call (see
+        :meth:`tfship.client.Client._call`); add hints to the final error."""
+        attempts = self._attempts(timeout)
+        try:
+            if self._faults.hedge_delay() is not None:
+                return await self._hedged(fn, attempts)
+            while True:
+                attempt = attempts.next()
+                try:
+                    with attempt_to(attempt.endpoint):
+                        result = await fn(attempt.timeout)
+                except ServingError as exc:
+                    delay = attempts.failed(attempt, exc)
+                    if delay is None:
+                        raise
+                    if delay:
+                        await asyncio.sleep(delay)  # backoff between retries, not a sync
                     continue
-                needs = self._hint_needs(exc, sent, explain)
-                if needs:
-                    await self._explain(ref, exc, sent, needs)
-                raise
+                attempts.succeeded(attempt)
+                return result
+        except ServingError as exc:
+            needs = self._hint_needs(exc, sent, explain)
+            if needs:
+                await self._explain(ref, exc, sent, needs)
+            raise
+
+    async def _hedged(self, fn: Callable[[float | None], Awaitable[T]], attempts: CallAttempts) -> T:
+        """The attempts of one call with hedging: a hedge task starts after the hedge delay, the
+        first answer wins and the other attempt is cancelled (which cancels its RPC/request)."""
+        running: dict[asyncio.Future[T], Attempt] = {}
+
+        async def run(attempt: Attempt) -> T:
+            with attempt_to(attempt.endpoint):
+                return await fn(attempt.timeout)
+
+        def launch(attempt: Attempt) -> None:
+            running[asyncio.ensure_future(run(attempt))] = attempt
+
+        launch(attempts.next())
+        try:
+            while running:
+                wait = None if attempts.hedged else self._faults.hedge_delay()
+                done, _ = await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    hedge = attempts.hedge()
+                    attempts.hedged = True
+                    if hedge is not None:
+                        launch(hedge)
+                    continue
+                for task in done:
+                    attempt = running.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        attempts.succeeded(attempt)
+                        return task.result()
+                    if not isinstance(exc, ServingError):
+                        raise exc
+                    delay = attempts.failed(attempt, exc)
+                    if running:
+                        continue  # the other attempt may still answer
+                    if delay is None:
+                        raise exc
+                    if delay:
+                        await asyncio.sleep(delay)  # backoff between retries, not a sync
+                    launch(attempts.next())
+            raise AssertionError("unreachable: a call ends with an answer or an error")
+        finally:
+            for task, attempt in running.items():
+                task.cancel()
+                attempts.cancelled(attempt)
 
     async def _explain(self, ref: ModelRef, exc: ServingError, sent: Mapping[str, np.ndarray] | None,
                        needs: str) -> None:

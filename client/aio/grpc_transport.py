@@ -12,10 +12,12 @@ import numpy as np
 from tfship.client.aio.base import AsyncClient
 from tfship.client.base import ModelRef
 from tfship.client.config import ClientConfig
-from tfship.client.endpoints import Target
+from tfship.client.endpoints import Endpoint, Target
+from tfship.client.resilience import current_endpoint
 from tfship.client.grpc_transport import (
     METHODS,
     channel_setup,
+    replica_target,
     decode_classify,
     decode_metadata,
     decode_predict_response,
@@ -42,20 +44,40 @@ class AsyncGrpcClient(AsyncClient):
 
     def __init__(self, target: Target, config: ClientConfig) -> None:
         super().__init__(target, config)
-        address, options, creds = channel_setup(target, config)
+        # Over several replicas with fault handling: a channel per replica, opened on first use.
+        self._channels: dict[Endpoint, tuple[grpc.aio.Channel, dict[str, Any]]] = {}
+        if not self._faults.active:
+            self._channel, self._rpc = self._open(target)
+
+    def _open(self, target: Target) -> tuple[grpc.aio.Channel, dict[str, Any]]:
+        address, options, creds = channel_setup(target, self.config)
         if creds is not None:
-            self._channel = grpc.aio.secure_channel(address, creds, options=options)
+            channel = grpc.aio.secure_channel(address, creds, options=options)
         else:
-            self._channel = grpc.aio.insecure_channel(address, options=options)
+            channel = grpc.aio.insecure_channel(address, options=options)
         # Raw bytes in and out: we serialize and parse ourselves.
-        self._rpc = {name: self._channel.unary_unary(path) for name, path in METHODS.items()}
+        return channel, {name: channel.unary_unary(path) for name, path in METHODS.items()}
+
+    def _stubs(self) -> tuple[Endpoint | None, dict[str, Any]]:
+        if not self._faults.active:
+            return None, self._rpc
+        endpoint = current_endpoint() or self._faults.pick()
+        assert endpoint is not None
+        opened = self._channels.get(endpoint)
+        if opened is None:
+            opened = self._channels[endpoint] = self._open(replica_target(endpoint))
+        return endpoint, opened[1]
 
     async def _invoke(self, method: str, request: bytes, timeout: float | None, ref: ModelRef) -> bytes:
         # Cancelling the awaiting task cancels the RPC (grpc.aio's call does it on CancelledError).
+        endpoint, rpc = self._stubs()
         try:
-            return await self._rpc[method](request, timeout=timeout)  # type: ignore[no-any-return]
+            return await rpc[method](request, timeout=timeout)  # type: ignore[no-any-return]
         except grpc.RpcError as exc:
-            raise rpc_error(exc, ref) from None
+            error = rpc_error(exc, ref)
+            if endpoint is not None and isinstance(error, UnavailableError) and self._faults.pool is not None:
+                self._faults.pool.mark_down(endpoint)
+            raise error from None
         except (ValueError, grpc.aio.UsageError) as exc:  # "Channel is closed."
             raise UnavailableError(f"gRPC channel to {self.url} is unusable: {exc}") from None
 
@@ -82,4 +104,8 @@ class AsyncGrpcClient(AsyncClient):
 
     async def close(self) -> None:
         await self._close_replicas()
-        await self._channel.close()
+        channels, self._channels = [channel for channel, _ in self._channels.values()], {}
+        for channel in channels:
+            await channel.close()
+        if not self._faults.active:
+            await self._channel.close()

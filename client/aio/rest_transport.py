@@ -41,7 +41,7 @@ class AsyncRestClient(AsyncClient):
     def __init__(self, target: Target, config: ClientConfig) -> None:
         super().__init__(target, config)
         self._http = httpx.AsyncClient(**http_client_options(config))
-        self._replicas = RestReplicas(target)
+        self._replicas = RestReplicas(target, self._faults)
 
     async def _request(self, method: str, path: str, ref: ModelRef, timeout: float | None,
                        body: Any = None) -> Any:

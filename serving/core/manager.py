@@ -115,8 +115,10 @@ class ModelManager:
         load_retry_interval: float = 60.0,
         allow_version_labels_for_unavailable_models: bool = False,
         on_state: Callable[[str, int, State], None] | None = None,
+        on_unloaded: Callable[[], None] | None = None,
     ) -> None:
         self._loader = loader
+        self._on_unloaded = on_unloaded
         self._retries = max(0, max_num_load_retries)
         self._retry_interval = max(0.0, load_retry_interval)
         self._allow_unavailable_labels = allow_version_labels_for_unavailable_models
@@ -460,9 +462,15 @@ class ModelManager:
                 servable.close()
         except Exception:  # noqa: BLE001
             log.exception("closing %s version %d failed", model.entry.name, v.version)
+        servable = None  # the last reference: the after-unload hook can free it
         with self._cond:
             self._set_state(model, v, State.END)
         log.info("Unloaded servable version {name: %s version: %d}", model.entry.name, v.version)
+        if self._on_unloaded is not None:  # outside the lock: it may take a few ms
+            try:
+                self._on_unloaded()
+            except Exception:  # noqa: BLE001
+                log.exception("after-unload hook failed")
 
     # ------------------------------------------------------------------ shutdown
 

@@ -18,6 +18,7 @@ from tfship.errors import ServingError
 
 from ..capture import ServerCapture, capture_configs
 from .manager import ModelEntry, ModelManager, State
+from .memory import release_unloaded_memory
 from .server_config import entries_from_config
 
 __all__ = ["CoreOptions", "ServerCore"]
@@ -63,6 +64,7 @@ class ServerCore:
                 options.allow_version_labels_for_unavailable_models
             ),
             on_state=self._on_state,
+            on_unloaded=release_unloaded_memory,
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
