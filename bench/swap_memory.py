@@ -61,9 +61,14 @@ def publish_copy(template: Path, model_dir: Path, version: int) -> None:
 
 def wait_swapped(client: Any, version: int, timeout: float = 120.0) -> None:
     """Until ``version`` is AVAILABLE and no other version is (the old one unloaded)."""
+    from tfship.errors import DeadlineExceededError
+
     deadline = time.monotonic() + timeout
     while True:
-        states = {v.version: v.state for v in client.status("mlp", timeout=5.0)}
+        try:
+            states = {v.version: v.state for v in client.status("mlp", timeout=10.0)}
+        except DeadlineExceededError:  # a busy shared box: ask again within the bound
+            states = {}
         if states.get(version) == "AVAILABLE" and all(
                 s in ("END",) for v, s in states.items() if v != version):
             return

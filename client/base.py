@@ -585,13 +585,13 @@ class Client(BaseClient, abc.ABC):
                     if not isinstance(exc, ServingError):
                         raise exc
                     delay = attempts.failed(attempt, exc)
-                    if running:
-                        continue  # the other attempt may still answer
                     if delay is None:
+                        if running:
+                            continue  # the other attempt may still answer
                         raise exc
                     if delay:
                         time.sleep(delay)  # backoff between retries, not a sync
-                    launch(attempts.next())
+                    launch(attempts.next())  # even beside a running one: it may be hung too
             raise AssertionError("unreachable: a call ends with an answer or an error")
         finally:
             for future, attempt in running.items():

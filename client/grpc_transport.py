@@ -19,8 +19,8 @@ import numpy as np
 from tfship.client.base import Client, ModelRef
 from tfship.client.config import ClientConfig, TlsConfig
 from tfship.client.endpoints import Endpoint, Target, is_ip_literal, resolve_addresses
-from tfship.client.resilience import current_endpoint
 from tfship.client.examples import input_proto
+from tfship.client.resilience import current_endpoint
 from tfship.client.types import (
     STATE_NAMES,
     ClassifyResult,

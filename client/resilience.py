@@ -112,14 +112,15 @@ class RetryBudget:
     def affordable(self) -> bool:
         with self._lock:
             self._refill()
-            return self._balance >= 1.0
+            return self._balance >= 1.0 - 1e-9
 
-    def withdraw(self, force: bool = False) -> bool:
-        """Spend one token; False (nothing spent) when the balance is short, unless ``force``
-        (an attempt that was cut short because a retry was affordable then)."""
+    def withdraw(self, force: bool = False, reserve: float = 0.0) -> bool:
+        """Spend one token; False (nothing spent) when the balance is short of 1 + ``reserve``
+        (hedges leave a reserve for timeout retries), unless ``force`` (an attempt that was cut
+        short because a retry was affordable then)."""
         with self._lock:
             self._refill()
-            if self._balance < 1.0 and not force:
+            if self._balance < 1.0 + reserve - 1e-9 and not force:  # tenths add up to 0.999...
                 return False
             self._balance -= 1.0
             return True
@@ -261,7 +262,7 @@ class CallAttempts:
         if endpoint is not None:
             self.tried.append(endpoint)
         left = self.left()
-        limit = faults.attempt_timeout() if faults.active and not hedge else None
+        limit = faults.attempt_timeout() if faults.active else None
         cut = (limit is not None and (left is None or limit < left) and faults.budget.affordable()
                and self.number < faults.max_attempts)
         return Attempt(endpoint, limit if cut else left, cut=cut, hedge=hedge)
@@ -273,7 +274,9 @@ class CallAttempts:
         healthy = self.faults.pool.healthy() if self.faults.pool is not None else []
         if not [e for e in healthy if e not in self.tried]:
             return None
-        if not self.faults.budget.withdraw():
+        # Hedges leave a quarter of the budget's cap to the retries of attempts that time out:
+        # a hung replica must never find the budget spent on hedges of merely slow calls.
+        if not self.faults.budget.withdraw(reserve=self.faults.budget.cap / 4):
             self.faults.count("budget_denied")
             return None
         self.hedged = True
@@ -314,8 +317,12 @@ class CallAttempts:
                 faults.count("unavailable_retries")
             return delay
         if pool is not None and endpoint is not None:
+            limit = faults.attempt_timeout()
             if isinstance(exc, DeadlineExceededError):
-                pool.release(endpoint)
+                if limit is not None and time.monotonic() - attempt.started > limit:
+                    pool.eject(endpoint, "timeout")  # not cut short (no budget), still hung
+                else:
+                    pool.release(endpoint)
             else:
                 pool.mark_up(endpoint)  # it answered (with an error about the request): it is alive
         return None

@@ -286,13 +286,13 @@ class AsyncClient(BaseClient, abc.ABC):
                     if not isinstance(exc, ServingError):
                         raise exc
                     delay = attempts.failed(attempt, exc)
-                    if running:
-                        continue  # the other attempt may still answer
                     if delay is None:
+                        if running:
+                            continue  # the other attempt may still answer
                         raise exc
                     if delay:
                         await asyncio.sleep(delay)  # backoff between retries, not a sync
-                    launch(attempts.next())
+                    launch(attempts.next())  # even beside a running one: it may be hung too
             raise AssertionError("unreachable: a call ends with an answer or an error")
         finally:
             for task, attempt in running.items():

@@ -13,11 +13,9 @@ from tfship.client.aio.base import AsyncClient
 from tfship.client.base import ModelRef
 from tfship.client.config import ClientConfig
 from tfship.client.endpoints import Endpoint, Target
-from tfship.client.resilience import current_endpoint
 from tfship.client.grpc_transport import (
     METHODS,
     channel_setup,
-    replica_target,
     decode_classify,
     decode_metadata,
     decode_predict_response,
@@ -26,9 +24,11 @@ from tfship.client.grpc_transport import (
     encode_predict_request,
     examples_request,
     metadata_request,
+    replica_target,
     rpc_error,
     status_request,
 )
+from tfship.client.resilience import current_endpoint
 from tfship.client.types import ClassifyResult, ModelMetadata, VersionStatus
 
 from tfship.errors import UnavailableError

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from tfship.client import connect
 from tfship.client.endpoints import Endpoint, RoundRobin, parse_target
 from tfship.client.grpc_transport import channel_target
+from tfship.client.resilience import RetryBudget
 
 from tfship.errors import ConfigError
 
@@ -18,7 +21,7 @@ def test_comma_separated_replicas_share_the_scheme_and_default_ports() -> None:
     assert [e.url for e in parse_target(["http://a:1", "http://b:2/"]).resolve()] == ["http://a:1", "http://b:2"]
 
 
-def test_a_list_of_replicas_is_one_round_robin_grpc_channel() -> None:
+def test_a_list_of_replicas_without_fault_handling_is_one_round_robin_grpc_channel() -> None:
     assert channel_target(parse_target("grpc://127.0.0.1:1,127.0.0.2:2")) == "ipv4:127.0.0.1:1,127.0.0.2:2"
     assert channel_target(parse_target("grpc://[::1]:1,127.0.0.1:2")) == "ipv6:[::1]:1,[::ffff:127.0.0.1]:2"
     assert channel_target(parse_target("dns:///models-headless.ns.svc:8500")) == "dns:///models-headless.ns.svc:8500"
@@ -80,3 +83,68 @@ def test_replica_handles_are_owned_by_the_fleet_client() -> None:
         assert [h.url for h in handles] == ["http://127.0.0.1:1", "http://127.0.0.1:2"]
         assert fleet.replicas()[0] is handles[0]
         assert single.replicas() == [single]
+
+
+def test_a_timed_out_replica_is_ejected_then_one_call_probes_it_back() -> None:
+    a, b, c = (Endpoint("grpc", f"127.0.0.{i}", 1) for i in (1, 2, 3))
+    rr = RoundRobin([a, b, c], cooldown=0.05, max_cooldown=0.2)
+    assert rr.eject(b, "timeout")
+    assert b not in {rr.pick() for _ in range(6)}
+    assert rr.health()[1].state == "ejected" and rr.health()[1].timeouts == 1
+    rr.mark_up(b)  # a late answer to a call sent before the ejection does not end it
+    assert b not in {rr.pick() for _ in range(6)}
+    deadline = time.monotonic() + 5
+    picks: list[Endpoint] = []
+    while b not in picks:  # the cool-down ends: b is picked as a probe, once
+        assert time.monotonic() < deadline
+        picks = [rr.pick() for _ in range(6)]
+    assert picks.count(b) == 1 and rr.health()[1].state == "probing"
+    rr.eject(b, "timeout")  # the probe timed out too: out again, for twice as long
+    assert rr.health()[1].state == "ejected" and rr.health()[1].ejections == 2
+    while rr.health()[1].ejected_for_s > 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)  # waiting out a cool-down, bounded above
+    assert b in {rr.pick() for _ in range(3)}
+    rr.mark_up(b)  # the probe answered
+    assert rr.health()[1].state == "healthy" and [rr.pick() for _ in range(3)].count(b) == 1
+
+
+def test_at_most_half_the_replicas_are_ejected_for_timeouts_or_slowness() -> None:
+    a, b, c = (Endpoint("http", f"127.0.0.{i}", 1) for i in (1, 2, 3))
+    rr = RoundRobin([a, b, c], cooldown=60)
+    assert rr.eject(a, "timeout") and not rr.eject(b, "timeout")
+    assert rr.healthy() == [b, c]
+    rr.mark_down(b)  # a refused connection is not capped: that replica is gone
+    assert rr.healthy() == [c]
+
+
+def test_a_replica_far_slower_than_the_others_is_ejected() -> None:
+    a, b, c = (Endpoint("grpc", f"127.0.0.{i}", 1) for i in (1, 2, 3))
+    rr = RoundRobin([a, b, c], cooldown=60, slow_factor=5)
+    for _ in range(20):
+        rr.observe(a, 0.010)
+        rr.observe(c, 0.012)
+        rr.observe(b, 0.300)
+    health = rr.health()
+    assert health[1].state == "ejected" and health[1].reason == "slow"
+    assert health[0].state == health[2].state == "healthy"
+
+
+def test_the_retry_budget_bounds_extra_attempts_to_its_ratio() -> None:
+    budget = RetryBudget(ratio=0.1, min_per_second=0.0)
+    budget._balance = 0.0  # start empty: only the calls' deposits count
+    spent = 0
+    for _ in range(1000):
+        budget.deposit()
+        spent += budget.withdraw()
+    assert 95 <= spent <= 100
+    assert not budget.withdraw() and budget.withdraw(force=True)
+
+
+def test_fault_stats_and_replica_health_are_visible_without_a_server() -> None:
+    with connect("grpc://127.0.0.1:1,127.0.0.1:2") as fleet:
+        stats = fleet.fault_stats()
+        assert stats.calls == 0 and stats.load_factor == 1.0
+        assert [h.state for h in stats.replicas] == ["healthy", "healthy"]
+        assert fleet.replicas()[1].health is not None and fleet.replicas()[1].health.url == "grpc://127.0.0.1:2"
+        assert fleet.health is None
