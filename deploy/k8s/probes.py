@@ -22,6 +22,14 @@ knows whatever its versions' states (one added later and still LOADING, one that
 reached END), the trap of tensorflow/serving#1754; and a TCP probe is "the port is open", which tells nothing more
 than the gRPC one but is blind to a wedged server.
 
+A pod that *hangs* (a frozen process, a stuck node, a long GC pause) keeps its port open, so it is
+the probe's ``timeoutSeconds`` that notices: the health check gets no answer, and after
+``failureThreshold`` such probes ``periodSeconds`` apart the pod leaves the Service's endpoints
+(:func:`seconds_to_fail`: between 7 and 12 s for the readiness probe here, plus the time the
+endpoint change takes to reach kube-proxy and client-side balancers). The liveness probe restarts
+it only after about a minute (55-65 s): a pause that ends by itself should not cost a reload of
+every model.
+
 Termination: Kubernetes runs ``preStop`` (a sleep, so endpoint removal reaches every kube-proxy,
 Service mesh and client-side balancer before the server stops accepting), then SIGTERM. The
 container's command is the server binary itself (not the image's entrypoint script, which
@@ -36,7 +44,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ProbeTiming", "probes", "termination"]
+__all__ = ["ProbeTiming", "probes", "termination", "seconds_to_fail"]
 
 #: how long tfship-model-server waits for in-flight requests after SIGTERM (serving/main.py)
 SERVER_DRAIN_SECONDS = 30
@@ -89,6 +97,15 @@ def probes(grpc_port: int, timing: ProbeTiming) -> dict[str, dict[str, Any]]:
             "failureThreshold": 6,
         },
     }
+
+
+def seconds_to_fail(probe: dict[str, Any]) -> tuple[int, int]:
+    """Best and worst case seconds from the moment a server hangs until ``probe`` has failed
+    ``failureThreshold`` times: the first failing probe may start at once or a period later,
+    and each ends ``timeoutSeconds`` after it starts."""
+    period, timeout = probe.get("periodSeconds", 10), probe.get("timeoutSeconds", 1)
+    failures = probe.get("failureThreshold", 3)
+    return (failures - 1) * period + timeout, failures * period + timeout
 
 
 def termination(timing: ProbeTiming) -> dict[str, Any]:
