@@ -109,8 +109,8 @@ class BaseClient:
         if self._faults.pool is not None:
             handle._fleet_view = (self._faults.pool, endpoint)
 
-    def _attempts(self, timeout: float | None) -> CallAttempts:
-        return self._faults.call(self._deadline(timeout), self._retry_delay)
+    def _attempts(self, ref: ModelRef, timeout: float | None) -> CallAttempts:
+        return self._faults.call(ref.name, self._deadline(timeout), self._retry_delay)
 
     # ------------------------------------------------------------------ metadata cache
 
@@ -526,9 +526,9 @@ class Client(BaseClient, abc.ABC):
         """Run ``fn(seconds_left)`` as the attempts of one call (:mod:`tfship.client.resilience`:
         retries for transient failures and, over several replicas, attempt timeouts, retries on
         another replica and hedges); add hints to the final error."""
-        attempts = self._attempts(timeout)
+        attempts = self._attempts(ref, timeout)
         try:
-            if self._faults.hedge_delay() is not None:
+            if self._faults.hedge_delay(attempts.key) is not None:
                 return self._hedged(fn, attempts)
             while True:
                 attempt = attempts.next()
@@ -567,7 +567,7 @@ class Client(BaseClient, abc.ABC):
         launch(attempts.next())
         try:
             while running:
-                wait = None if attempts.hedged else self._faults.hedge_delay()
+                wait = None if attempts.hedged else self._faults.hedge_delay(attempts.key)
                 done, _ = concurrent.futures.wait(running, timeout=wait,
                                                   return_when=concurrent.futures.FIRST_COMPLETED)
                 if not done:

@@ -42,11 +42,12 @@ class FaultPolicy:
     The defaults help without configuration and bound the extra load:
 
     * **Attempt timeout.** An attempt gets ``attempt_timeout`` seconds (None: adaptive,
-      ``attempt_timeout_p99_factor`` x the p99 of recent answers, at least
+      ``attempt_timeout_p99_factor`` x the p99 of the model's recent answers, at least
       ``min_attempt_timeout``) before the call, which is idempotent (Predict, Classify, Regress,
       metadata, status), is retried on another replica within the call's deadline. An attempt
-      is cut short only while the retry budget could pay for its retry; otherwise it gets the
-      whole deadline, so a call never fails early for want of budget.
+      is cut short only while the retry budget could pay for its retry, and only one attempt per
+      call (when the retry is slow too, the request is slow, not the replica); otherwise it gets
+      the whole deadline, so a call never fails early for want of budget.
     * **Ejection.** A replica whose attempt timed out, that refused a connection, or whose
       latency (EWMA) is ``slow_factor`` x the others' median is skipped for ``ejection_seconds``
       (doubling while it keeps failing, up to ``max_ejection_seconds``); then one call probes it

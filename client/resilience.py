@@ -142,8 +142,9 @@ class FaultStats:
     hedge_wins: int
     attempt_timeouts: int
     budget_denied: int
-    attempt_timeout_s: float | None
-    hedge_delay_s: float | None
+    #: the current attempt timeout and hedge delay per model
+    attempt_timeout_s: dict[str, float]
+    hedge_delay_s: dict[str, float]
     replicas: list[ReplicaHealth] = field(default_factory=list)
 
     @property
@@ -179,7 +180,8 @@ class Faults:
                                    max_ejected_fraction=policy.max_ejected_fraction,
                                    slow_factor=policy.slow_factor)
         self._resolved_at = time.monotonic()
-        self.window = LatencyWindow()
+        # Latencies per model: a model's own calls set its attempt timeout and hedge delay.
+        self._windows: dict[str, LatencyWindow] = {}
         self.budget = RetryBudget(policy.budget_ratio, policy.budget_min_per_second)
         self._counts = dict.fromkeys(("calls", "attempts", "timeout_retries", "unavailable_retries", "hedges",
                                       "hedge_wins", "attempt_timeouts", "budget_denied"), 0)
@@ -205,37 +207,48 @@ class Faults:
                 self.pool.refresh(self.target.resolve())
         return self.pool.pick(exclude)
 
-    def attempt_timeout(self) -> float | None:
-        """Seconds an attempt may take before the call moves on (None: not known yet)."""
+    def window(self, key: str) -> LatencyWindow:
+        window = self._windows.get(key)
+        if window is None:
+            with self._lock:
+                window = self._windows.setdefault(key, LatencyWindow())
+        return window
+
+    def attempt_timeout(self, key: str) -> float | None:
+        """Seconds an attempt of a call about ``key`` (a model) may take before the call moves
+        on (None: not known yet)."""
         if self.policy.attempt_timeout is not None:
             return self.policy.attempt_timeout
-        p99 = self.window.quantile(0.99)
+        p99 = self.window(key).quantile(0.99)
         if p99 is None:
             return None
         return max(self.policy.min_attempt_timeout, self.policy.attempt_timeout_p99_factor * p99)
 
-    def hedge_delay(self) -> float | None:
+    def hedge_delay(self, key: str) -> float | None:
         """Seconds before a hedge is sent (None: hedging off or nothing to base it on)."""
         if not (self.active and self.policy.hedge):
             return None
         if self.policy.hedge_delay is not None:
             return self.policy.hedge_delay
-        p95 = self.window.quantile(0.95)
+        p95 = self.window(key).quantile(0.95)
         return None if p95 is None else max(self.policy.min_hedge_delay, p95)
 
-    def call(self, deadline: float | None,
+    def call(self, key: str, deadline: float | None,
              retry_delay: Callable[[ServingError, int, float | None], float | None]) -> CallAttempts:
-        """The attempts of a new call with ``deadline`` (monotonic; None: none); ``retry_delay``
-        is the client's schedule for UNAVAILABLE (see ``BaseClient._retry_delay``)."""
+        """The attempts of a new call about ``key`` (the model) with ``deadline`` (monotonic;
+        None: none); ``retry_delay`` is the client's schedule for UNAVAILABLE (see
+        ``BaseClient._retry_delay``)."""
         self.count("calls")
         self.budget.deposit()
-        return CallAttempts(self, deadline, retry_delay)
+        return CallAttempts(self, key, deadline, retry_delay)
 
     def stats(self) -> FaultStats:
         with self._lock:
             counts = dict(self._counts)
-        return FaultStats(**counts, attempt_timeout_s=self.attempt_timeout() if self.active else None,
-                          hedge_delay_s=self.hedge_delay(),
+        keys = list(self._windows)
+        timeouts = {k: t for k in keys if self.active and (t := self.attempt_timeout(k)) is not None}
+        hedges = {k: d for k in keys if (d := self.hedge_delay(k)) is not None}
+        return FaultStats(**counts, attempt_timeout_s=timeouts, hedge_delay_s=hedges,
                           replicas=self.pool.health() if self.pool is not None else [])
 
 
@@ -243,9 +256,10 @@ class CallAttempts:
     """One call's attempts: where the next goes and how long it may take, what an outcome means
     for the replica, and whether (and when) to try again. No I/O."""
 
-    def __init__(self, faults: Faults, deadline: float | None,
+    def __init__(self, faults: Faults, key: str, deadline: float | None,
                  retry_delay: Callable[[ServingError, int, float | None], float | None]) -> None:
-        self.faults, self.deadline, self._retry_delay = faults, deadline, retry_delay
+        self.faults, self.key, self.deadline, self._retry_delay = faults, key, deadline, retry_delay
+        self.timed_out = False
         self.number = 0
         self.tried: list[Endpoint] = []
         self.hedged = False
@@ -262,9 +276,11 @@ class CallAttempts:
         if endpoint is not None:
             self.tried.append(endpoint)
         left = self.left()
-        limit = faults.attempt_timeout() if faults.active else None
+        limit = faults.attempt_timeout(self.key) if faults.active else None
+        # One attempt per call is cut short at most: when the retry times out as well, the
+        # request is slow, not the replica, and it gets the rest of the deadline.
         cut = (limit is not None and (left is None or limit < left) and faults.budget.affordable()
-               and self.number < faults.max_attempts)
+               and self.number < faults.max_attempts and not self.timed_out)
         return Attempt(endpoint, limit if cut else left, cut=cut, hedge=hedge)
 
     def hedge(self) -> Attempt | None:
@@ -286,7 +302,7 @@ class CallAttempts:
     def succeeded(self, attempt: Attempt) -> None:
         faults = self.faults
         seconds = time.monotonic() - attempt.started
-        faults.window.add(seconds)
+        faults.window(self.key).add(seconds)
         if attempt.hedge:
             faults.count("hedge_wins")
         if faults.pool is not None and attempt.endpoint is not None:
@@ -303,6 +319,7 @@ class CallAttempts:
         faults, pool, endpoint = self.faults, self.faults.pool, attempt.endpoint
         if isinstance(exc, DeadlineExceededError) and attempt.cut:
             faults.count("attempt_timeouts")
+            self.timed_out = True
             if pool is not None and endpoint is not None:
                 pool.eject(endpoint, "timeout")
             left = self.left()
@@ -317,9 +334,9 @@ class CallAttempts:
                 faults.count("unavailable_retries")
             return delay
         if pool is not None and endpoint is not None:
-            limit = faults.attempt_timeout()
+            limit = faults.attempt_timeout(self.key)
             if isinstance(exc, DeadlineExceededError):
-                if limit is not None and time.monotonic() - attempt.started > limit:
+                if limit is not None and not self.timed_out and time.monotonic() - attempt.started > limit:
                     pool.eject(endpoint, "timeout")  # not cut short (no budget), still hung
                 else:
                     pool.release(endpoint)

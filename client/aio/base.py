@@ -230,9 +230,9 @@ class AsyncClient(BaseClient, abc.ABC):
                     sent: Mapping[str, np.ndarray] | None = None, *, explain: bool = True) -> T:
         """Await ``fn(seconds_left)`` as the attempts of one call (see
         :meth:`tfship.client.Client._call`); add hints to the final error."""
-        attempts = self._attempts(timeout)
+        attempts = self._attempts(ref, timeout)
         try:
-            if self._faults.hedge_delay() is not None:
+            if self._faults.hedge_delay(attempts.key) is not None:
                 return await self._hedged(fn, attempts)
             while True:
                 attempt = attempts.next()
@@ -269,7 +269,7 @@ class AsyncClient(BaseClient, abc.ABC):
         launch(attempts.next())
         try:
             while running:
-                wait = None if attempts.hedged else self._faults.hedge_delay()
+                wait = None if attempts.hedged else self._faults.hedge_delay(attempts.key)
                 done, _ = await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     hedge = attempts.hedge()
