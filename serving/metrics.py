@@ -7,6 +7,7 @@ Metric names follow TF Serving's exporter: the TF monitoring name with every cha
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -115,6 +116,7 @@ class ServerMetrics:
             registry=self.registry,
         )
         self._request_children: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._warmup_statuses: dict[str, set[str]] = {}
 
     def in_flight(self, entrypoint: str) -> Gauge:
         """Gauge child counting requests being processed (``with metrics.in_flight("REST").track_inprogress()``)."""
@@ -180,6 +182,28 @@ class ServerMetrics:
     def observe_warmup(self, model_path: str, status: str, seconds: float) -> None:
         """One warmup replay of the version at ``model_path``: ``status`` "OK" or the error."""
         self._warmup.labels(model_path, status).observe(seconds * 1e6)
+        self._warmup_statuses.setdefault(model_path, set()).add(status)
+
+    def forget_version(self, model: str, version: int, model_path: str) -> None:
+        """Drop the series of a version that was unloaded (request counts and latencies, load
+        state, warmup): one series set per version ever loaded would grow for as long as the
+        server runs. Prometheus treats the vanished series as ended; totals live on in
+        ``rate()``/``increase()`` over the scraped history."""
+        v = str(version)
+        # list(): a request thread may add a key meanwhile (dict copies are atomic under the GIL)
+        keys = [k for k in list(self._request_children) if k[0] == model and k[1] == version]
+        for key in keys:
+            self._request_children.pop(key, None)
+        for _, _, api, entrypoint, status in keys:
+            with contextlib.suppress(KeyError):
+                self._count.remove(model, v, api, entrypoint, status)
+            with contextlib.suppress(KeyError):
+                self._latency.remove(model, v, api, entrypoint)
+        with contextlib.suppress(KeyError):
+            self._state.remove(model, v)
+        for status in self._warmup_statuses.pop(model_path, set()):
+            with contextlib.suppress(KeyError):
+                self._warmup.remove(model_path, status)
 
     def int64_value(self, tf_name: str) -> int:
         """The value of metric ``tf_name`` (TF's name, e.g. ``/tensorflow/serving/request_count``)

@@ -115,7 +115,7 @@ class ModelManager:
         load_retry_interval: float = 60.0,
         allow_version_labels_for_unavailable_models: bool = False,
         on_state: Callable[[str, int, State], None] | None = None,
-        on_unloaded: Callable[[], None] | None = None,
+        on_unloaded: Callable[[str, int, Path], None] | None = None,
     ) -> None:
         self._loader = loader
         self._on_unloaded = on_unloaded
@@ -468,7 +468,7 @@ class ModelManager:
         log.info("Unloaded servable version {name: %s version: %d}", model.entry.name, v.version)
         if self._on_unloaded is not None:  # outside the lock: it may take a few ms
             try:
-                self._on_unloaded()
+                self._on_unloaded(model.entry.name, v.version, v.path)
             except Exception:  # noqa: BLE001
                 log.exception("after-unload hook failed")
 

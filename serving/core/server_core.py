@@ -64,7 +64,7 @@ class ServerCore:
                 options.allow_version_labels_for_unavailable_models
             ),
             on_state=self._on_state,
-            on_unloaded=release_unloaded_memory,
+            on_unloaded=self._on_unloaded,
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -98,6 +98,13 @@ class ServerCore:
     def _on_state(self, name: str, version: int, state: State) -> None:
         if self.metrics is not None:
             self.metrics.set_state(name, version, state)
+
+    def _on_unloaded(self, name: str, version: int, path: Path) -> None:
+        """After a version unloaded: drop its metric series, give its memory back (a server
+        that swaps every hour for months must not keep anything per version)."""
+        if self.metrics is not None:
+            self.metrics.forget_version(name, version, str(path))
+        release_unloaded_memory()
 
     # ------------------------------------------------------------------ config
 

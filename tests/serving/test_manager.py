@@ -168,3 +168,45 @@ def test_reload_config_response_reports_the_increase_of_requested_metrics(
         assert [m.int64_value_increase for m in again.metric] == [0, 0, 0]
     finally:
         core.stop(drain_timeout=5)
+
+
+def test_after_an_unload_nothing_holds_the_version_and_its_series_are_gone(
+        base: Path, tf_serving_testdata: Path) -> None:
+    """The after-unload hook (gc + malloc_trim) runs once the servable can be freed, and the
+    version's metric series are dropped: nothing stays behind per swap."""
+    import weakref
+
+    from tfship.serving.metrics import ServerMetrics
+
+    metrics = ServerMetrics()
+    core = ServerCore(CoreOptions(max_num_load_retries=0), metrics=metrics)
+    mgr = core.manager
+    seen: list[tuple[str, int, bool]] = []
+    hook = core._on_unloaded
+
+    def on_unloaded(name: str, version: int, path: Path) -> None:
+        seen.append((name, version, servable_ref() is None or _collected(servable_ref)))
+        hook(name, version, path)
+
+    mgr._on_unloaded = on_unloaded
+    try:
+        mgr.apply_config([ModelEntry("half", str(base))])
+        with mgr.acquire("half") as handle:
+            servable_ref = weakref.ref(handle.servable)
+            metrics.observe_request("half", 1, "predict", "GRPC", "OK", 0.001)
+        del handle  # as a request does when it ends
+        os.symlink(tf_serving_testdata / "saved_model_half_plus_two_cpu" / "00000123", base / "2")
+        mgr.poll_model("half")
+        wait_until(lambda: bool(seen), 60, "version 1 unloaded")
+        assert seen == [("half", 1, True)]
+        page = metrics.exposition().decode()
+        assert 'version="1"' not in page and 'version="2"' in page
+    finally:
+        core.stop(drain_timeout=5)
+
+
+def _collected(ref: Any) -> bool:
+    import gc
+
+    gc.collect()
+    return ref() is None

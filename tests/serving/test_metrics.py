@@ -50,3 +50,19 @@ def test_int64_value_reads_the_first_point_by_tf_name() -> None:
     # only the names on the page count: not prometheus_client's own spellings
     assert m.int64_value("/tensorflow/serving/request_count_total") == 0
     assert m.int64_value("/tensorflow/serving/request_example_count") == 0
+
+
+def test_an_unloaded_versions_series_are_dropped() -> None:
+    """A server that swaps every hour for months must not keep a series set per version."""
+    m = ServerMetrics()
+    for version in (1, 2):
+        m.observe_request("half", version, "predict", "GRPC", "OK", 0.002)
+        m.observe_request("half", version, "predict", "REST", "INVALID_ARGUMENT", 0.001)
+        m.set_state("half", version, 30)
+        m.observe_warmup(f"/models/half/{version}", "OK", 0.01)
+    m.forget_version("half", 1, "/models/half/1")
+    page = m.exposition().decode()
+    assert 'version="1"' not in page and "/models/half/1" not in page
+    assert page.count('version="2"') > 3 and "/models/half/2" in page
+    m.observe_request("half", 1, "predict", "GRPC", "OK", 0.002)  # a late request still counts
+    assert 'version="1",API="predict",entrypoint="GRPC",status="OK"} 1.0' in m.exposition().decode()
