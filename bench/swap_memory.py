@@ -10,6 +10,7 @@ END) it reads the server's RSS from ``/proc/PID/status``.
     python bench/swap_memory.py                          # 200 swaps, 4 clients, PNG + JSON
     python bench/swap_memory.py --swaps 40 --out /tmp/m  # a quick look
     python bench/swap_memory.py --env MALLOC_ARENA_MAX=2 --name arenas2   # an A/B variant
+    python bench/swap_memory.py --plot bench/results/a.json bench/results/b.json --name both
 
 Prints RSS every 10 swaps and the growth per swap over each half (a least-squares slope), and
 writes ``NAME.json`` and ``NAME.png`` (matplotlib, when installed; else a text plot on stdout).
@@ -171,7 +172,23 @@ def main() -> int:
     parser.add_argument("--server-arg", action="append", default=[], help="extra tfship-model-server flag")
     parser.add_argument("--name", default="swap_memory")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--plot", nargs="+", type=Path, metavar="JSON",
+                        help="instead: plot these runs' JSON files together into --out/NAME.png")
     args = parser.parse_args()
+
+    if args.plot:
+        runs = {path.stem: json.loads(path.read_text()) for path in args.plot}
+        labels = {f"{name} ({r['second_half_mib_per_swap']:+.3f} MiB/swap after swap {r['swaps'] // 2})": r["rss_mib"]
+                  for name, r in runs.items()}
+        png = args.out / f"{args.name}.png"
+        args.out.mkdir(parents=True, exist_ok=True)
+        if not plot(labels, png, "tfship-model-server RSS after each swap, MLP under 4 gRPC clients"):
+            for label, rss in labels.items():
+                print(label)
+                print(text_plot(rss))
+        else:
+            print(f"wrote {png}")
+        return 0
 
     env = dict(item.split("=", 1) for item in args.env)
     result = run(args.swaps, args.clients, args.rows, env, args.server_arg)
