@@ -16,7 +16,8 @@ array([2.5, 3. ], dtype=float32)
 * :meth:`Client.batcher` - many concurrent small calls merged into one request (:mod:`tfship.client.batcher`)
 * :mod:`tfship.client.aio` - the same API for asyncio (imported only when used)
 * :func:`check_parity` -> :class:`ParityReport` - served outputs vs the in-memory model
-* :class:`ClientConfig`, :class:`RetryPolicy`, :class:`TlsConfig` - explicit configuration
+* :class:`ClientConfig`, :class:`RetryPolicy`, :class:`FaultPolicy`, :class:`TlsConfig` - explicit
+  configuration (:class:`FaultPolicy`: what a client over several replicas does about one that hangs)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tfship.client.base import Client, ModelRef
-from tfship.client.config import ClientConfig, RetryPolicy, TlsConfig
+from tfship.client.config import ClientConfig, FaultPolicy, RetryPolicy, TlsConfig
 from tfship.client.connect import connect
 from tfship.client.types import (
     ClassifyResult,
@@ -40,8 +41,8 @@ if TYPE_CHECKING:
     from tfship.client.parity import OutputParity, ParityReport, check_parity
 
 __all__ = [
-    "connect", "Client", "ModelRef", "ClientConfig", "RetryPolicy", "TlsConfig", "ClassifyResult", "Prediction",
-    "ModelMetadata", "SignatureInfo", "TensorSpec", "VersionStatus", "predict_batches",
+    "connect", "Client", "ModelRef", "ClientConfig", "FaultPolicy", "RetryPolicy", "TlsConfig", "ClassifyResult",
+    "Prediction", "ModelMetadata", "SignatureInfo", "TensorSpec", "VersionStatus", "predict_batches",
     "check_parity", "ParityReport", "OutputParity",
 ]
 

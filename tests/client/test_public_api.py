@@ -7,7 +7,7 @@ import tfship.client
 
 def test_client_public_api_is_pinned() -> None:
     assert sorted(tfship.client.__all__) == sorted([
-        "connect", "Client", "ModelRef", "ClientConfig", "RetryPolicy", "TlsConfig", "ClassifyResult",
+        "connect", "Client", "ModelRef", "ClientConfig", "FaultPolicy", "RetryPolicy", "TlsConfig", "ClassifyResult",
         "Prediction", "ModelMetadata", "SignatureInfo", "TensorSpec", "VersionStatus", "predict_batches",
         "check_parity", "ParityReport", "OutputParity",
     ])
