@@ -148,6 +148,9 @@ class ModelServer:
         register_custom_ops()  # TF Text's ops before any model loads, as upstream's binary links them
         self.metrics = ServerMetrics()
         self.core = ServerCore(options, metrics=self.metrics)
+        from .core.memory import freeze_startup_objects
+
+        freeze_startup_objects()  # full collections (one per unload) stay cheap: see core/memory.py
         self.core.start(config)
         from .data_plane import DataPlane
 
