@@ -195,7 +195,7 @@ def channel_setup(target: Target, config: ClientConfig
 
 def replica_target(endpoint: Endpoint) -> Target:
     """The one-server target of a replica's own channel."""
-    return Target(endpoint.url, endpoint.scheme, (endpoint,))
+    return Target(endpoint.url, endpoint.scheme, (endpoint,), protocol=endpoint.protocol)
 
 
 def rpc_error(exc: grpc.RpcError, ref: ModelRef) -> ServingError:

@@ -252,7 +252,7 @@ class V2RestClient(Client):
     def __init__(self, target: Target, config: ClientConfig) -> None:
         super().__init__(target, config)
         self._http = httpx.Client(**http_client_options(config))
-        self._replicas = RestReplicas(target)
+        self._replicas = RestReplicas(target, self._faults)
 
     def _send(self, method: str, path: str, ref: ModelRef, timeout: float | None, body: bytes | None = None,
               headers: dict[str, str] | None = None) -> httpx.Response:

@@ -102,7 +102,7 @@ class AsyncV2RestClient(AsyncClient):
     def __init__(self, target: Target, config: ClientConfig) -> None:
         super().__init__(target, config)
         self._http = httpx.AsyncClient(**http_client_options(config))
-        self._replicas = RestReplicas(target)
+        self._replicas = RestReplicas(target, self._faults)
 
     async def _send(self, method: str, path: str, ref: ModelRef, timeout: float | None,
                     body: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
