@@ -91,8 +91,9 @@ def test_jsonl_and_csv_inputs(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"a": [1, 2, 3]}\n')
     with pytest.raises(ConfigError, match="line 1"):
         read_inputs(tmp_path / "bad.jsonl", SIG)
+    (tmp_path / "x.xlsx").write_bytes(b"PK")
     with pytest.raises(ConfigError, match="Unsupported file type"):
-        read_inputs(tmp_path / "x.parquet", SIG)
+        read_inputs(tmp_path / "x.xlsx", SIG)
 
 
 def test_output_writer_refuses_npy_for_several_outputs(tmp_path: Path) -> None:
