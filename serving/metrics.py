@@ -117,6 +117,24 @@ class ServerMetrics:
         )
         self._request_children: dict[tuple[Any, ...], tuple[Any, Any]] = {}
         self._warmup_statuses: dict[str, set[str]] = {}
+        # rollout (tfship only): shadow pairs of a candidate version against the stable answers
+        self._shadow_pairs = Counter(
+            ":tfship:serving:shadow_pairs", "Shadow runs of a candidate compared with the stable answer.",
+            ["model_name", "version", "agree"], registry=self.registry)
+        self._shadow_dropped = Counter(
+            ":tfship:serving:shadow_dropped", "Shadow runs dropped because the server was saturated.",
+            ["model_name", "version"], registry=self.registry)
+        self._shadow_errors = Counter(
+            ":tfship:serving:shadow_candidate_errors", "Shadow runs the candidate version failed.",
+            ["model_name", "version"], registry=self.registry)
+        self._shadow_worst = Gauge(
+            ":tfship:serving:shadow_worst_abs_error",
+            "Largest absolute difference between a candidate's and the stable answer so far.",
+            ["model_name", "version"], registry=self.registry)
+        self._shadow_latency = Histogram(
+            ":tfship:serving:shadow_candidate_latency",
+            "Distribution of wall time (in microseconds) of the candidate's shadow runs.",
+            ["model_name", "version"], buckets=_LATENCY_BUCKETS, registry=self.registry)
 
     def in_flight(self, entrypoint: str) -> Gauge:
         """Gauge child counting requests being processed (``with metrics.in_flight("REST").track_inprogress()``)."""
@@ -221,6 +239,26 @@ class ServerMetrics:
                 if sample.name == wanted:
                     return int(sample.value)
         return 0
+
+    def observe_shadow(self, model: str, version: int, agree: bool, worst_abs: float, seconds: float,
+                       error: bool) -> None:
+        """One shadow run of candidate ``version`` (a rollout's ShadowRunner.on_result)."""
+        v = str(version)
+        if error:
+            self._shadow_errors.labels(model, v).inc()
+            return
+        self._shadow_pairs.labels(model, v, "true" if agree else "false").inc()
+        self._shadow_latency.labels(model, v).observe(seconds * 1e6)
+        gauge = self._shadow_worst.labels(model, v)
+        if worst_abs > gauge._value.get():  # noqa: SLF001 - prometheus_client has no max-gauge
+            gauge.set(worst_abs)
+
+    def count_shadow_dropped(self, model: str, version: int) -> None:
+        self._shadow_dropped.labels(model, str(version)).inc()
+
+    def requests_in_flight(self) -> int:
+        """Requests being processed on every entrypoint (the shadow runner's saturation signal)."""
+        return int(sum(child._value.get() for child in self._inflight._metrics.values()))  # noqa: SLF001
 
     def set_state(self, model: str, version: int, state: int) -> None:
         self._state.labels(model, str(version)).set(int(state))

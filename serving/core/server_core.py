@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tfship.errors import ServingError
+from tfship.errors import NotFoundError, ServingError
 
 from ..capture import ServerCapture, capture_configs
-from .manager import ModelEntry, ModelManager, State
+from .manager import Handle, ModelEntry, ModelManager, State
 from .memory import release_unloaded_memory
 from .server_config import entries_from_config
 
@@ -66,6 +66,12 @@ class ServerCore:
             on_state=self._on_state,
             on_unloaded=self._on_unloaded,
         )
+        from ..rollout import RolloutController
+
+        #: canary routing and shadow comparison of models under rollout (tfship only, issue 21); the
+        #: data plane takes its hooks from here (RolloutController.attach)
+        self.rollout = RolloutController(
+            self.manager.labels, self._acquire_version, self._loaded, busy=self._saturated, metrics=metrics)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reload_lock = threading.Lock()
@@ -178,9 +184,32 @@ class ServerCore:
             except Exception:  # noqa: BLE001
                 log.exception("Failed to reload model config %s", path)
 
+    # ------------------------------------------------------------------ rollout
+
+    def _acquire_version(self, name: str, version: int) -> Handle:
+        return self.manager.acquire(name, version)
+
+    def _loaded(self, name: str) -> set[int] | None:
+        """AVAILABLE versions of ``name``; ``None`` when the model is not served."""
+        if name not in self.manager.model_names():
+            return None
+        try:
+            return {s.version for s in self.manager.status(name) if s.state == State.AVAILABLE}
+        except NotFoundError:
+            return set()
+
+    def _saturated(self) -> bool:
+        """Every model thread is taken by a real request: shadow runs are dropped, never queued."""
+        if self.metrics is None:
+            return False
+        loop = self.options.serving_loop
+        threads = loop.executor._max_workers if loop is not None else 4  # noqa: SLF001
+        return bool(self.metrics.requests_in_flight() > threads)
+
     # ------------------------------------------------------------------ shutdown
 
     def stop(self, drain_timeout: float = 30.0) -> None:
         self._stop.set()
+        self.rollout.close()
         self.manager.shutdown(drain_timeout=drain_timeout)
         self.capture.close()

@@ -76,9 +76,30 @@ def build_grpc_server(
         model_service_handler(
             ModelServicer(core, serving_loop, tensor_content=tensor_content, data_plane=plane)),
     ))
+    server.add_generic_rpc_handlers((rollout_handler(core),))
     if health_check:
         add_health_service(server)
     return server
+
+
+def rollout_handler(core: ServerCore) -> grpc.GenericRpcHandler:
+    """tfship's rollout admin (:mod:`serving.rollout.admin`): JSON bytes in and out, no proto."""
+    from tfship.errors import ServingError
+
+    from ..rollout.admin import GRPC_SERVICE, get_json, set_json
+    from .status import abort
+
+    def method(fn: Any) -> Any:
+        async def call(request: bytes, context: Any) -> bytes:
+            try:
+                return fn(core.rollout, request)  # type: ignore[no-any-return]
+            except ServingError as exc:
+                await abort(context, exc)
+
+        return grpc.unary_unary_rpc_method_handler(call)
+
+    return grpc.method_handlers_generic_handler(
+        GRPC_SERVICE, {"GetRollout": method(get_json), "SetRollout": method(set_json)})
 
 
 def prediction_service_handler(servicer: PredictionServicer) -> grpc.GenericRpcHandler:

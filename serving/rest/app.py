@@ -31,6 +31,7 @@ __all__ = ["RestApp", "DEFAULT_MAX_BODY_BYTES", "too_large_message"]
 DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
 
 _V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+_ROLLOUT = "/tfship/v1/rollout"  # serving.rollout.admin.REST_PREFIX: tfship's, not TF Serving's
 _ORIGIN = re.compile(r"https?://.*", re.IGNORECASE)
 _JSON = b"application/json"
 _HTML_404 = b"<html><body>404 Not Found</body></html>"
@@ -121,6 +122,9 @@ class RestApp:
 
             await self._send(send, 200, self.metrics.exposition(), CONTENT_TYPE.encode())
             return
+        if path.startswith(_ROLLOUT):
+            await self._rollout(send, method, path, body)
+            return
         if method not in _METHODS:
             await self._send(send, 501, wjson.dumps({"error": f"Unsupported method ({method!r})"}))
             return
@@ -153,6 +157,32 @@ class RestApp:
             if gauge is not None:
                 gauge.dec()
         await self._send(send, response.status, response.body)
+
+    async def _rollout(self, send: Send, method: str, path: str, body: bytes) -> None:
+        """``GET /tfship/v1/rollout[/MODEL]``, ``PUT /tfship/v1/rollout/MODEL`` (serving.rollout.admin)."""
+        from urllib.parse import unquote
+
+        from tfship.errors import HTTP_STATUS, ServingError
+
+        from ..rollout.admin import get_json, set_json
+
+        rest = path[len(_ROLLOUT):]
+        model = unquote(rest[1:]) if rest.startswith("/") and len(rest) > 1 else None
+        if rest not in ("", "/") and model is None or (model is not None and "/" in model):
+            await self._send(send, 404, _HTML_404, b"text/html")
+            return
+        try:
+            if method == "GET":
+                payload = get_json(self.core.rollout, b"", model)
+            elif method in ("PUT", "POST") and model is not None:
+                payload = set_json(self.core.rollout, body, model)
+            else:
+                await self._send(send, 405, wjson.dumps({"error": f"{method} {path}: use GET, or PUT with a model"}))
+                return
+        except ServingError as exc:
+            await self._send(send, HTTP_STATUS[exc.code], wjson.dumps({"error": exc.message}))
+            return
+        await self._send(send, 200, payload)
 
     async def _read_body(self, scope: dict[str, Any], receive: Receive) -> bytes:
         """The (decompressed) body. Read whatever the method: uvicorn frames it, we bound it."""

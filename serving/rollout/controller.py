@@ -1,0 +1,186 @@
+"""The rollout controller: the routing policy and the observer a server plugs in, plus admin.
+
+The server calls :meth:`RolloutController.route` when an unpinned request picks its version and
+:meth:`RolloutController.observe` after every served call; the admin route calls :meth:`get` and
+:meth:`set`. Nothing here knows gRPC or HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tfship.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, ServingError
+
+from .policy import CANARY, STABLE, RolloutSettings, RoutingPolicy
+from .shadow import ShadowJob, ShadowRunner
+from .window import Window
+
+__all__ = ["RolloutController", "ServedCall"]
+
+
+@dataclass(frozen=True)
+class ServedCall:
+    """One served call, as the data plane reports it to its observers."""
+
+    api: str  # "predict", "classify", ...
+    model: str
+    version: int | None  # the version that answered (None: the call failed before one was chosen)
+    signature: str
+    pinned: bool  # the request named a version or a label
+    inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
+    outputs: Mapping[str, np.ndarray] | None = None
+    seconds: float = 0.0
+    error: str | None = None  # the error code name, None when it succeeded
+
+
+class RolloutController:
+    """Canary routing, shadow sampling and per-step windows for every model of one server.
+
+    ``labels(model)``: the model's version labels; ``acquire(model, version)``: a handle on a
+    loaded version; ``loaded(model)``: the AVAILABLE version numbers (``None``: unknown model);
+    ``busy()``: the server is saturated (shadow runs are then dropped); ``metrics``: a
+    :class:`~tfship.serving.metrics.ServerMetrics` for the Prometheus side.
+    """
+
+    def __init__(
+        self,
+        labels: Callable[[str], Mapping[str, int]],
+        acquire: Callable[[str, int], Any],
+        loaded: Callable[[str], set[int] | None],
+        *,
+        busy: Callable[[], bool] = lambda: False,
+        shadow_workers: int = 1,
+        metrics: Any = None,
+        rng: Any = None,
+    ) -> None:
+        self.policy = RoutingPolicy(labels, rng)
+        self._loaded = loaded
+        self._metrics = metrics
+        self._windows: dict[str, Window] = {}
+        self._generations = itertools.count(1)
+        self._admin = threading.Lock()
+        self.shadow = ShadowRunner(
+            acquire, max_in_flight=shadow_workers, busy=busy,
+            on_result=metrics.observe_shadow if metrics is not None else None,
+            on_drop=metrics.count_shadow_dropped if metrics is not None else None,
+        )
+
+    # ------------------------------------------------------------------ data-plane hooks
+
+    def active(self, model: str) -> bool:
+        """``model`` is under rollout here (the servers skip building a ServedCall otherwise)."""
+        return self.policy.get(model) is not None
+
+    def route(self, model: str) -> int | None:
+        """The version an unpinned request of ``model`` goes to; ``None``: the server's default."""
+        return self.policy.route(model)
+
+    def observe(self, call: ServedCall) -> None:
+        """Record an unpinned call in its model's window and maybe shadow it on the candidate."""
+        if call.pinned:
+            return
+        settings = self.policy.get(call.model)
+        window = self._windows.get(call.model)
+        if settings is None or window is None:
+            return
+        window.served(call.version, call.seconds, call.error is not None)
+        if call.error is not None or call.outputs is None or call.api != "predict" \
+                or not self.policy.sample(settings.shadow_percent):
+            return
+        stable, canary = self.policy.versions(call.model)
+        if canary is None or call.version != stable or canary == stable:
+            return
+        self.shadow.offer(ShadowJob(call.model, canary, call.signature, call.inputs, call.outputs, window))
+
+    async def observed(self, handle: Any, signature: str, inputs: Mapping[str, np.ndarray], pinned: bool,
+                       run: Awaitable[Any]) -> Any:
+        """Await a predict on ``handle`` and report it (a front end's call site, until the data plane
+        reports every call itself)."""
+        if not self.active(handle.name):
+            return await run
+        start = time.perf_counter()
+        try:
+            outputs = await run
+        except ServingError as exc:
+            self.observe(ServedCall("predict", handle.name, handle.version, signature, pinned, inputs, None,
+                                    time.perf_counter() - start, exc.code.name))
+            raise
+        self.observe(ServedCall("predict", handle.name, handle.version, signature, pinned, inputs, outputs,
+                                time.perf_counter() - start))
+        return outputs
+
+    # ------------------------------------------------------------------ admin
+
+    def get(self, model: str | None = None) -> dict[str, Any]:
+        """Every model under rollout (or one model, under rollout or not) and what it observed."""
+        if model is not None:
+            return {"models": {model: self._state(model)}}
+        return {"models": {name: self._state(name) for name in sorted(self.policy.models())}}
+
+    def set(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply ``{"model", "canary_percent", "shadow_percent", "step"}`` or ``{"model", "clear": true}``.
+
+        The new settings and a fresh window replace the old ones at once; returns the new state.
+        """
+        if not isinstance(request, Mapping):
+            raise InvalidArgumentError("The rollout request must be a JSON object.")
+        model = request.get("model")
+        if not isinstance(model, str) or not model:
+            raise InvalidArgumentError('The rollout request needs "model": the model name.')
+        unknown = set(request) - {"model", "canary_percent", "shadow_percent", "step", "clear"}
+        if unknown:
+            raise InvalidArgumentError(f"Unknown rollout field(s) {sorted(unknown)}; expected model, "
+                                       "canary_percent, shadow_percent, step or clear.")
+        if self._loaded(model) is None:
+            raise NotFoundError(f"Model {model!r} is not served here.", model=model)
+        with self._admin:
+            if request.get("clear"):
+                self.policy.set(model, None)
+                self._windows.pop(model, None)
+                return self.get(model)
+            settings = RolloutSettings(
+                canary_percent=request.get("canary_percent", 0.0),
+                shadow_percent=request.get("shadow_percent", 0.0),
+                step=request.get("step", ""),
+                generation=next(self._generations),
+            )
+            stable, canary = self.policy.versions(model)
+            if stable is None:
+                raise FailedPreconditionError(
+                    f"Model {model!r} has no {STABLE!r} version label: a rollout needs the model config to "
+                    f"label the serving version {STABLE!r} (and the candidate {CANARY!r}).", model=model)
+            if (settings.canary_percent or settings.shadow_percent) and canary is None:
+                raise FailedPreconditionError(
+                    f"Model {model!r} has no {CANARY!r} version label: load the candidate and label it "
+                    f"{CANARY!r} before sending it traffic.", model=model)
+            # window first: a request routed under the new settings must find the new window
+            self._windows[model] = Window()
+            self.policy.set(model, settings)
+            return self.get(model)
+
+    def _state(self, model: str) -> dict[str, Any]:
+        settings = self.policy.get(model)
+        window = self._windows.get(model)
+        stable, canary = self.policy.versions(model)
+        loaded = self._loaded(model)
+        return {
+            "active": settings is not None,
+            "stable": stable,
+            "candidate": canary,
+            "loaded": sorted(loaded) if loaded is not None else None,
+            "canary_percent": settings.canary_percent if settings else 0.0,
+            "shadow_percent": settings.shadow_percent if settings else 0.0,
+            "step": settings.step if settings else "",
+            "generation": settings.generation if settings else 0,
+            "window": window.snapshot() if window is not None and settings is not None else None,
+        }
+
+    def close(self) -> None:
+        self.shadow.close()
