@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tfship.rollout_protocol import REST_PREFIX
 from tfship.wire import json as wjson
 
 from ..core.server_core import ServerCore
@@ -31,7 +32,7 @@ __all__ = ["RestApp", "DEFAULT_MAX_BODY_BYTES", "too_large_message"]
 DEFAULT_MAX_BODY_BYTES = 512 * 1024 * 1024
 
 _V1 = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
-_ROLLOUT = "/tfship/v1/rollout"  # serving.rollout.admin.REST_PREFIX: tfship's, not TF Serving's
+_ROLLOUT = REST_PREFIX  # tfship's rollout admin, not TF Serving's
 _ORIGIN = re.compile(r"https?://.*", re.IGNORECASE)
 _JSON = b"application/json"
 _HTML_404 = b"<html><body>404 Not Found</body></html>"

@@ -18,15 +18,11 @@ import json
 from typing import Any
 
 from tfship.errors import InvalidArgumentError
+from tfship.rollout_protocol import GET_METHOD, GRPC_SERVICE, REST_PREFIX, SET_METHOD
 
 from .controller import RolloutController
 
 __all__ = ["GRPC_SERVICE", "GET_METHOD", "SET_METHOD", "REST_PREFIX", "get_json", "set_json"]
-
-GRPC_SERVICE = "tfship.serving.RolloutService"
-GET_METHOD = f"/{GRPC_SERVICE}/GetRollout"
-SET_METHOD = f"/{GRPC_SERVICE}/SetRollout"
-REST_PREFIX = "/tfship/v1/rollout"
 #: admin requests are tiny; anything bigger is a mistake
 MAX_REQUEST_BYTES = 64 * 1024
 

@@ -92,7 +92,7 @@ class RolloutController:
             return
         window.served(call.version, call.seconds, call.error is not None)
         if call.error is not None or call.outputs is None or call.api != "predict" \
-                or not self.policy.sample(settings.shadow_percent):
+                or not self.policy.sample(settings.shadow_percent) or settings.expired:
             return
         stable, canary = self.policy.versions(call.model)
         if canary is None or call.version != stable or canary == stable:
@@ -125,19 +125,22 @@ class RolloutController:
         return {"models": {name: self._state(name) for name in sorted(self.policy.models())}}
 
     def set(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Apply ``{"model", "canary_percent", "shadow_percent", "step"}`` or ``{"model", "clear": true}``.
+        """Apply ``{"model", "canary_percent", "shadow_percent", "step", "lease_seconds"}``, or
+        ``{"model", "renew": true}`` (the lease starts again, the window stays), or
+        ``{"model", "clear": true}``.
 
-        The new settings and a fresh window replace the old ones at once; returns the new state.
+        New settings and a fresh window replace the old ones at once; returns the new state.
         """
         if not isinstance(request, Mapping):
             raise InvalidArgumentError("The rollout request must be a JSON object.")
         model = request.get("model")
         if not isinstance(model, str) or not model:
             raise InvalidArgumentError('The rollout request needs "model": the model name.')
-        unknown = set(request) - {"model", "canary_percent", "shadow_percent", "step", "clear"}
+        unknown = set(request) - {"model", "canary_percent", "shadow_percent", "step", "lease_seconds", "clear",
+                                  "renew"}
         if unknown:
             raise InvalidArgumentError(f"Unknown rollout field(s) {sorted(unknown)}; expected model, "
-                                       "canary_percent, shadow_percent, step or clear.")
+                                       "canary_percent, shadow_percent, step, lease_seconds, renew or clear.")
         if self._loaded(model) is None:
             raise NotFoundError(f"Model {model!r} is not served here.", model=model)
         with self._admin:
@@ -145,12 +148,20 @@ class RolloutController:
                 self.policy.set(model, None)
                 self._windows.pop(model, None)
                 return self.get(model)
+            if request.get("renew"):
+                current = self.policy.get(model)
+                if current is None:
+                    raise FailedPreconditionError(f"Model {model!r} has no rollout to renew here (the "
+                                                  "replica restarted, or the rollout was cleared).", model=model)
+                self.policy.set(model, current.renewed())
+                return self.get(model)
             settings = RolloutSettings(
                 canary_percent=request.get("canary_percent", 0.0),
                 shadow_percent=request.get("shadow_percent", 0.0),
                 step=request.get("step", ""),
                 generation=next(self._generations),
-            )
+                lease_seconds=request.get("lease_seconds", 0.0),
+            ).renewed()
             stable, canary = self.policy.versions(model)
             if stable is None:
                 raise FailedPreconditionError(
@@ -179,6 +190,8 @@ class RolloutController:
             "shadow_percent": settings.shadow_percent if settings else 0.0,
             "step": settings.step if settings else "",
             "generation": settings.generation if settings else 0,
+            "lease_seconds": settings.lease_seconds if settings else 0.0,
+            "expired": settings.expired if settings else False,
             "window": window.snapshot() if window is not None and settings is not None else None,
         }
 

@@ -7,11 +7,12 @@ replica, atomically) without taking a lock on the hot path.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tfship.errors import InvalidArgumentError
 
@@ -37,6 +38,17 @@ class RolloutSettings:
     step: str = ""
     generation: int = 0
     since: float = field(default_factory=time.time)
+    #: seconds the settings hold without a renewal; then the replica serves ``stable`` only (a
+    #: rollout tool that died cannot leave traffic on the candidate). 0: no lease.
+    lease_seconds: float = 0.0
+    expires: float = math.inf  # time.monotonic() deadline, from lease_seconds
+
+    def renewed(self) -> RolloutSettings:
+        return replace(self, expires=time.monotonic() + self.lease_seconds if self.lease_seconds else math.inf)
+
+    @property
+    def expired(self) -> bool:
+        return self.expires < time.monotonic()
 
     def __post_init__(self) -> None:
         for name in ("canary_percent", "shadow_percent"):
@@ -45,6 +57,9 @@ class RolloutSettings:
                 raise InvalidArgumentError(f"{name} must be a number from 0 to 100, not {value!r}.")
         if not isinstance(self.step, str) or len(self.step) > 200:
             raise InvalidArgumentError("step must be a string of at most 200 characters.")
+        lease = self.lease_seconds
+        if not isinstance(lease, (int, float)) or isinstance(lease, bool) or not 0.0 <= lease <= 86400.0:
+            raise InvalidArgumentError(f"lease_seconds must be a number from 0 to 86400, not {lease!r}.")
 
 
 class RoutingPolicy:
@@ -91,7 +106,7 @@ class RoutingPolicy:
         if stable is None:
             return None
         if canary is not None and canary != stable and settings.canary_percent > 0.0 \
-                and self._rng.random() * 100.0 < settings.canary_percent:
+                and self._rng.random() * 100.0 < settings.canary_percent and not settings.expired:
             return canary
         return stable
 

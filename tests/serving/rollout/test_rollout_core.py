@@ -195,3 +195,21 @@ def test_a_busy_shadow_worker_drops_instead_of_queueing(core: ServerCore) -> Non
     assert elapsed < 20  # the callers never waited for the blocked shadow run
     release.set()
     assert wait_pairs(core, 1)["pairs"] == 1
+
+
+def test_an_expired_lease_sends_everything_back_to_stable_until_renewed(core: ServerCore) -> None:
+    state = core.rollout.set({"model": "m", "canary_percent": 100, "shadow_percent": 100, "lease_seconds": 0.2})
+    assert state["models"]["m"]["expired"] is False
+    assert set(unpinned_versions(core, 20)) == {2}
+    deadline = time.monotonic() + 10
+    while not core.rollout.get("m")["models"]["m"]["expired"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)  # waiting out the lease; bounded above
+    assert set(unpinned_versions(core, 50)) == {1}  # the tool stopped renewing: stable only
+    serve(core)
+    assert core.rollout.get("m")["models"]["m"]["window"]["shadow"]["sampled"] == 0
+    core.rollout.set({"model": "m", "renew": True})
+    assert set(unpinned_versions(core, 20)) == {2}
+    core.rollout.set({"model": "m", "clear": True})
+    with pytest.raises(FailedPreconditionError, match="no rollout to renew"):
+        core.rollout.set({"model": "m", "renew": True})
