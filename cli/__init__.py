@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("tfship.cli.replay:replay", "Replay captured traffic against a target; report agreement."),
     "swap": ("tfship.cli.swap:swap", "Make a new version the default: verified, zero downtime."),
     "rollback": ("tfship.cli.swap:rollback", "Return the default or a label to the previous version."),
+    "rollout": ("tfship.cli.rollout:rollout", "Shadow, canary steps, promote or roll back on every replica."),
     "build": ("tfship.cli.build:build", "Build a TF Serving image with the models baked in."),
     "stop": ("tfship.cli.stop:stop", "Stop containers started by `tfship serve --docker`."),
     "k8s": ("tfship.cli.k8s:k8s", "Render Kubernetes/KServe manifests for a served image."),

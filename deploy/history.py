@@ -28,7 +28,7 @@ class SwapRecord:
     """
 
     model: str
-    action: str  # "swap" | "rollback"
+    action: str  # "swap" | "rollback" | "rollout"
     outcome: str
     from_version: int | None
     to_version: int | None
@@ -41,6 +41,8 @@ class SwapRecord:
     time: float = field(default_factory=time.time)
     #: A fleet swap: one entry per replica (url, ok, available_s, parity, error, skipped).
     replicas: list[dict[str, Any]] | None = None
+    #: A rollout (action "rollout"): steps, gates, the step reached and each step's numbers per replica.
+    rollout: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
