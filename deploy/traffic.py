@@ -97,7 +97,9 @@ class Traffic:
     ``stub`` and ``client+retries`` callers; ``rest_url`` the REST base URL of ``http`` callers.
     ``expected`` maps a version to its expected outputs (one array, or a dict by output name); it
     may grow while traffic runs (answers are checked when :meth:`summary` is called). Without it
-    values are not checked. ``label`` sends every request to a version label.
+    values are not checked. ``label`` sends every request to a version label. ``inputs`` may be a
+    callable ``inputs(rng)`` (a numpy Generator per caller thread) returning each request's inputs,
+    for traffic whose inputs vary like production's (tfship client callers only).
     """
 
     def __init__(self, url: str | None, model: str, inputs: Any, *, clients: int = 8, label: str | None = None,
@@ -113,6 +115,8 @@ class Traffic:
             raise ValueError(f"{grpc_vias} callers need a gRPC url (grpc://, dns:///); REST goes in rest_url")
         if "http" in vias and rest_url is None:
             raise ValueError("'http' callers need rest_url (http://HOST:PORT)")
+        if callable(inputs) and set(vias) - {"client", "client+retries"}:
+            raise ValueError("inputs(rng) (inputs that vary per request) works with tfship's client callers only")
         self.url, self.rest_url, self.model, self.label = url, rest_url, model, label
         self.inputs, self.vias, self.expected, self.timeout = inputs, vias, expected, timeout
         self.clients, self.max_seconds, self.max_requests = clients, max_seconds, max_requests
@@ -254,10 +258,14 @@ class Traffic:
 
         client._retry_delay = counting
 
+        rng = np.random.default_rng()
+        make = self.inputs if callable(self.inputs) else None
+
         def call() -> tuple[Outputs, int | None, int]:
             attempts[0] = 1
             try:
-                answer = client.predict_detailed(self.model, self.inputs, label=self.label)
+                inputs = make(rng) if make is not None else self.inputs
+                answer = client.predict_detailed(self.model, inputs, label=self.label)
             except Exception as exc:
                 exc.attempts = attempts[0]  # type: ignore[attr-defined]
                 raise

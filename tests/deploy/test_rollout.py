@@ -1,0 +1,204 @@
+"""Progressive rollouts on 3 tfship-model-server replicas behind nginx, under unpinned traffic.
+
+8 clients call through nginx and 8 balance client-side; every request is one row of random
+features in [0, 1). Stable computes y = 2*sum(x) + 1. The candidates:
+
+* ``threshold``: stable's answer plus 5 * relu(x0 - 0.98), i.e. it differs on ~2 % of the traffic's
+  inputs, but not on the export's samples (all 0.5), so the pre-flight and server parity pass;
+* ``slow``: stable's answer plus zero times a stack of wide dense layers (same numbers, ~3x+ the time);
+* ``good``: stable's numbers exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from tfship.client import connect
+from tfship.deploy.history import read_history
+from tfship.deploy.local_fleet import LocalFleet, start_local_fleet
+from tfship.deploy.rollout import RolloutOptions, rollout, rollout_status
+from tfship.deploy.traffic import Traffic
+from tfship.export import export_model
+
+from tfship.errors import SwapError
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+SAMPLES = {"x": np.full((4, 4), 0.5, np.float32)}
+
+
+def features(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    return {"x": rng.random((1, 4), dtype=np.float32)}
+
+
+def affine(extra: str | None = None) -> Any:
+    """y = 2*sum(x) + 1, plus the candidate's twist."""
+    import keras
+
+    x = keras.Input(shape=(4,), name="x")
+    base = keras.layers.Dense(1, name="y" if extra is None else "y0")
+    y = base(x)
+    base.set_weights([np.full((4, 1), 2.0, np.float32), np.ones((1,), np.float32)])
+    if extra == "threshold":
+        gate = keras.layers.Dense(1, activation="relu", name="gate")
+        lift = keras.layers.Dense(1, use_bias=False, name="lift")
+        y = keras.layers.Add(name="y")([y, lift(gate(x))])
+        gate.set_weights([np.array([[1.0], [0.0], [0.0], [0.0]], np.float32), np.array([-0.98], np.float32)])
+        lift.set_weights([np.array([[5.0]], np.float32)])
+    elif extra == "slow":
+        h = x
+        for i in range(6):
+            h = keras.layers.Dense(1024, activation="relu", name=f"wide{i}")(h)
+        zero = keras.layers.Dense(1, kernel_initializer="zeros", use_bias=False, name="zero")
+        y = keras.layers.Add(name="y")([y, zero(h)])
+    return keras.Model(x, y)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
+    models = tmp_path_factory.mktemp("rollout")
+    export_model(affine(), models, "affine", samples=SAMPLES)
+    with start_local_fleet(models, ["affine"], replicas=3, workdir=models.parent / f"{models.name}-run") as running:
+        yield running
+
+
+def served_versions(fleet: LocalFleet) -> list[int]:
+    out = []
+    for replica in fleet.replicas:
+        with connect(replica.grpc_url) as client:
+            out.append(client.predict_detailed("affine", SAMPLES["x"][:1]).version)
+    return out
+
+
+def options(fleet: LocalFleet, steps: str, gates: str, events: list[tuple[float, str]], **kw: Any) -> RolloutOptions:
+    def on_event(message: str) -> None:
+        events.append((time.monotonic(), message))
+
+    return RolloutOptions(url=fleet.grpc_target, config_file=fleet.workdir / "models.config", steps=steps,
+                          gates=gates, poll_seconds=0.5, lease_seconds=10, timeout=90, on_event=on_event, **kw)
+
+
+def traffic_pair(fleet: LocalFleet) -> tuple[Traffic, Traffic]:
+    return (Traffic(fleet.lb_grpc_url, "affine", features, clients=8, max_seconds=600),
+            Traffic(fleet.grpc_target, "affine", features, clients=8, max_seconds=600))
+
+
+def test_a_candidate_disagreeing_on_2_percent_is_caught_in_shadow_and_rolled_back(fleet: LocalFleet) -> None:
+    stable = served_versions(fleet)[0]
+    events: list[tuple[float, str]] = []
+    through_lb, client_side = traffic_pair(fleet)
+    with through_lb, client_side:
+        through_lb.wait_for_requests(50)
+        client_side.wait_for_requests(50)
+        with pytest.raises(SwapError, match=r"rolled back at step 'shadow': gate agreement>=0.999 failed on "
+                                            r"replica grpc://127\.0\.0\.1:\d+: \d+ of \d+ shadow pairs agree") as info:
+            rollout(fleet.models_dir, "affine", affine("threshold"), options=options(
+                fleet, "shadow:3s,5%:3s,100%", "agreement>=0.999,min_pairs=400", events, shadow_percent=100),
+                export_kwargs={"samples": SAMPLES})
+    record = info.value.record  # type: ignore[attr-defined]
+    candidate = record.to_version
+    for traffic in (through_lb, client_side):
+        summary = traffic.summary()
+        assert summary.failed == 0, summary.errors
+        assert set(summary.versions) == {stable}, summary.versions  # nobody got a candidate answer
+    assert served_versions(fleet) == [stable] * 3
+    assert record.action == "rollout" and record.outcome == "failed" and record.parity["ok"]
+    assert record.rollout["failure"]["gate"] == "agreement>=0.999"
+    assert not (fleet.models_dir / "affine" / str(candidate)).exists()  # set aside in quarantine
+    status = rollout_status(fleet.models_dir, "affine", fleet.grpc_target)
+    assert status["saved"] is None
+    assert [(r["active"], r["loaded"]) for r in status["replicas"]] == [(False, [stable])] * 3
+
+
+def test_a_three_times_slower_candidate_is_rolled_back_at_canary_on_latency(fleet: LocalFleet) -> None:
+    stable = served_versions(fleet)[0]
+    events: list[tuple[float, str]] = []
+    through_lb, client_side = traffic_pair(fleet)
+    with through_lb, client_side:
+        through_lb.wait_for_requests(50)
+        client_side.wait_for_requests(50)
+        with pytest.raises(SwapError, match=r"rolled back at step '50%': gate p99<=1.5x failed on replica "
+                                            r"grpc://127\.0\.0\.1:\d+: candidate p99 [\d.]+ ms vs stable") as info:
+            rollout(fleet.models_dir, "affine", affine("slow"), options=options(
+                fleet, "shadow:2s,50%:30s,100%", "p99<=1.5x,min_pairs=30,min_samples=60", events,
+                shadow_percent=20), export_kwargs={"samples": SAMPLES})
+    record = info.value.record  # type: ignore[attr-defined]
+    for traffic in (through_lb, client_side):
+        summary = traffic.summary()
+        assert summary.failed == 0, summary.errors
+        assert set(summary.versions) <= {stable, record.to_version}
+    assert record.rollout["step_reached"] == "50%"
+    assert served_versions(fleet) == [stable] * 3
+
+
+def test_a_good_candidate_goes_shadow_5_25_100_and_is_promoted(fleet: LocalFleet) -> None:
+    stable = served_versions(fleet)[0]
+    events: list[tuple[float, str]] = []
+    through_lb, client_side = traffic_pair(fleet)
+    with through_lb, client_side:
+        through_lb.wait_for_requests(50)
+        client_side.wait_for_requests(50)
+        record = rollout(fleet.models_dir, "affine", affine(), options=options(
+            fleet, "shadow:3s,5%:6s,25%:6s,100%", "agreement>=0.999,error_rate<=0.001,p99<=3x,min_pairs=100",
+            events, shadow_percent=50), export_kwargs={"samples": SAMPLES})
+        done = time.monotonic()
+        through_lb.wait_for_requests(len(through_lb.samples) + 100)
+    candidate = record.to_version
+    assert record.outcome == "promoted" and record.from_version == stable and candidate != stable
+    assert [w["step"] for w in record.rollout["windows"]] == ["shadow", "5%", "25%"]
+    assert served_versions(fleet) == [candidate] * 3
+    steps = [(t, m.split()[2]) for t, m in events if m.startswith("step ")]
+    assert [name for _, name in steps] == ["shadow", "5%", "25%"]
+    ends = [t for t, m in events if m.startswith("promoting")]
+    bounds = [(steps[0][0], steps[1][0], 0.0), (steps[1][0], steps[2][0], 0.05), (steps[2][0], ends[0], 0.25)]
+    for traffic in (through_lb, client_side):
+        summary = traffic.summary()
+        assert summary.failed == 0, summary.errors
+        assert set(summary.versions) == {stable, candidate}
+        for start, end, weight in bounds:
+            # skip the second in which the replicas are switched one by one
+            answers = [s.version for s in traffic.window(start + 1.0, end)]
+            share = answers.count(candidate) / len(answers)
+            sigma = math.sqrt(weight * (1 - weight) / len(answers))
+            assert abs(share - weight) <= 4 * sigma + 0.01, (weight, share, len(answers))
+        assert {s.version for s in traffic.window(done, math.inf)} == {candidate}
+    promoted = [r for r in read_history(fleet.models_dir, "affine") if r.action == "rollout"][-1]
+    assert promoted.outcome == "promoted" and promoted.to_version == candidate
+    status = rollout_status(fleet.models_dir, "affine", fleet.grpc_target)
+    assert [(r["active"], r["loaded"]) for r in status["replicas"]] == [(False, [candidate])] * 3
+
+
+def test_a_replica_killed_mid_rollout_fails_it_cleanly_below_min_replicas(fleet: LocalFleet) -> None:
+    stable = served_versions(fleet)[0]
+    victim = fleet.replicas[2]
+    events: list[tuple[float, str]] = []
+
+    def kill_in_shadow(message: str) -> None:
+        events.append((time.monotonic(), message))
+        if message.startswith("step 1/"):
+            fleet.kill_replica(victim.index)
+
+    opts = options(fleet, "shadow:60s,100%", "min_pairs=50", events, shadow_percent=50)
+    opts = RolloutOptions(**{**opts.__dict__, "on_event": kill_in_shadow})
+    try:
+        through_lb, client_side = traffic_pair(fleet)
+        with through_lb, client_side:
+            through_lb.wait_for_requests(50)
+            client_side.wait_for_requests(50)
+            with pytest.raises(SwapError, match=r"only 2 of 3 replicas answer .*--min-replicas is 3") as info:
+                rollout(fleet.models_dir, "affine", affine(), options=opts, export_kwargs={"samples": SAMPLES})
+        record = info.value.record  # type: ignore[attr-defined]
+        assert victim.grpc_url in record.rollout["lost_replicas"]
+        for traffic in (through_lb, client_side):
+            summary = traffic.summary()
+            assert summary.failed == 0, summary.errors
+            assert set(summary.versions) == {stable}
+    finally:
+        fleet.start_replica(victim.index)
+    assert served_versions(fleet) == [stable] * 3  # the restarted one reads the rolled-back config
