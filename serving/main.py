@@ -176,6 +176,7 @@ class ModelServer:
                 tensor_content=f["enable_serialization_as_tensor_content"],
                 health_check=f["enable_grpc_healthcheck_service"],
                 data_plane=self.data_plane,
+                rollout_admin=f["enable_rollout_admin"],
             )
             if f["enable_profiler"]:  # upstream's default: the TF profiler on the gRPC port
                 from .grpc.profiler import add_profiler_service
@@ -223,6 +224,7 @@ class ModelServer:
             max_body_bytes=max(0, f["rest_api_max_request_bytes"]),
             serving_loop=self.serving_loop,
             data_plane=self.data_plane,
+            rollout_admin=f["enable_rollout_admin"],
         )
         from .v2.rest import V2Rest
 

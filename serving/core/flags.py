@@ -84,6 +84,7 @@ FLAGS: tuple[Flag, ...] = (
     # tfship addition: TF Serving binds every interface; `tfship serve` passes 127.0.0.1.
     Flag("rest_api_max_request_bytes", "int64", 512 * 1024 * 1024, "tfship: largest accepted REST request body in bytes (after gzip decompression)."),
     Flag("host", "string", "0.0.0.0", "tfship: interface to bind gRPC and REST on (TF Serving binds 0.0.0.0)."),
+    Flag("enable_rollout_admin", "bool", True, "tfship: serve the rollout admin (gRPC tfship.serving.RolloutService, REST /tfship/v1/rollout) that sets canary weights and shadow rates; false answers UNIMPLEMENTED/404 like TF Serving."),
 )
 
 _BY_NAME = {f.name: f for f in FLAGS}

@@ -56,6 +56,7 @@ def build_grpc_server(
     tensor_content: bool = False,
     health_check: bool = False,
     data_plane: DataPlane | None = None,
+    rollout_admin: bool = True,
 ) -> grpc.aio.Server:
     """A ``grpc.aio.Server`` with PredictionService and ModelService; add ports, then start it.
 
@@ -76,7 +77,8 @@ def build_grpc_server(
         model_service_handler(
             ModelServicer(core, serving_loop, tensor_content=tensor_content, data_plane=plane)),
     ))
-    server.add_generic_rpc_handlers((rollout_handler(core),))
+    if rollout_admin:
+        server.add_generic_rpc_handlers((rollout_handler(core),))
     if health_check:
         add_health_service(server)
     return server

@@ -84,9 +84,11 @@ class RestApp:
         prometheus_path: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         data_plane: DataPlane | None = None,
+        rollout_admin: bool = True,
     ) -> None:
         self.core = core
         self.plane = data_plane if data_plane is not None else DataPlane(core, serving_loop)
+        self.rollout_admin = rollout_admin
         self.metrics = core.metrics
         self.serving_loop = serving_loop
         self.timeout = timeout_ms / 1000.0 if timeout_ms > 0 else None
@@ -123,7 +125,7 @@ class RestApp:
 
             await self._send(send, 200, self.metrics.exposition(), CONTENT_TYPE.encode())
             return
-        if path.startswith(_ROLLOUT):
+        if self.rollout_admin and path.startswith(_ROLLOUT):
             await self._rollout(send, method, path, body)
             return
         if method not in _METHODS:

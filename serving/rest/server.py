@@ -137,6 +137,7 @@ class RestServer:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         serving_loop: ServingLoop | None = None,
         data_plane: DataPlane | None = None,
+        rollout_admin: bool = True,
     ) -> None:
         self.core = core
         self.host = host
@@ -146,6 +147,7 @@ class RestServer:
         self.app = RestApp(
             core, self.serving_loop, num_threads=num_threads, timeout_ms=timeout_ms, cors=cors,
             prometheus_path=prometheus_path, max_body_bytes=max_body_bytes, data_plane=data_plane,
+            rollout_admin=rollout_admin,
         )
         if logging.getLogger("uvicorn.error").level == logging.NOTSET:
             # uvicorn logs every malformed request at WARNING: a hostile client must not flood our log

@@ -64,7 +64,10 @@ def affine(extra: str | None = None) -> Any:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
     models = tmp_path_factory.mktemp("rollout")
     export_model(affine(), models, "affine", samples=SAMPLES)
-    with start_local_fleet(models, ["affine"], replicas=3, workdir=models.parent / f"{models.name}-run") as running:
+    # Labels in the config a replica starts with name versions it has yet to load: TF Serving (and
+    # tfship-model-server) refuse that unless told otherwise, and a restarted replica must start.
+    with start_local_fleet(models, ["affine"], replicas=3, workdir=models.parent / f"{models.name}-run",
+                           extra_args=["--allow_version_labels_for_unavailable_models"]) as running:
         yield running
 
 
@@ -153,7 +156,7 @@ def test_a_good_candidate_goes_shadow_5_25_100_and_is_promoted(fleet: LocalFleet
     assert record.outcome == "promoted" and record.from_version == stable and candidate != stable
     assert [w["step"] for w in record.rollout["windows"]] == ["shadow", "5%", "25%"]
     assert served_versions(fleet) == [candidate] * 3
-    steps = [(t, m.split()[2]) for t, m in events if m.startswith("step ")]
+    steps = [(t, m.split()[2].rstrip(":")) for t, m in events if m.startswith("step ")]
     assert [name for _, name in steps] == ["shadow", "5%", "25%"]
     ends = [t for t, m in events if m.startswith("promoting")]
     bounds = [(steps[0][0], steps[1][0], 0.0), (steps[1][0], steps[2][0], 0.05), (steps[2][0], ends[0], 0.25)]
@@ -202,3 +205,37 @@ def test_a_replica_killed_mid_rollout_fails_it_cleanly_below_min_replicas(fleet:
     finally:
         fleet.start_replica(victim.index)
     assert served_versions(fleet) == [stable] * 3  # the restarted one reads the rolled-back config
+
+
+def test_a_server_without_the_rollout_admin_is_refused_pointing_to_the_replay_gate(
+        tmp_path: Path, start_like_tf_serving: Any) -> None:
+    """What the real TensorFlow Serving image answers (UNIMPLEMENTED), emulated by switching tfship's
+    admin off: refused before anything changes, with the way to check predictions there."""
+    from click.testing import CliRunner
+
+    from tfship.cli import main as cli
+
+    models, server = start_like_tf_serving
+    config = Path(models) / "models.config"
+    before = config.read_text()
+    result = CliRunner().invoke(cli, ["rollout", str(models), "affine", "--version", "1", "--url", server.grpc_url,
+                                      "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert "cannot shadow or split" in result.output and "tfship replay" in result.output
+    assert config.read_text() == before
+    result = CliRunner().invoke(cli, ["rollout", str(models), "affine", "--status", "--url", server.rest_url])
+    assert result.exit_code == 0 and "no rollout admin" in result.output
+
+
+@pytest.fixture
+def start_like_tf_serving(tmp_path: Path) -> Iterator[tuple[Path, Any]]:
+    from tfship.deploy.launch import start_model_server
+    from tfship.serving.config import ModelEntry, format_model_config
+
+    models = tmp_path / "models"
+    export_model(affine(), models, "affine", samples=SAMPLES)
+    config = models / "models.config"
+    config.write_text(format_model_config([ModelEntry("affine", str(models / "affine"))]))
+    with start_model_server(model_config_file=str(config), wait_for=[("affine", None)],
+                            extra_args=["--enable_rollout_admin=false"]) as server:
+        yield models, server
