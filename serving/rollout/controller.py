@@ -56,7 +56,6 @@ class RolloutController:
         loaded: Callable[[str], set[int] | None],
         *,
         busy: Callable[[], bool] = lambda: False,
-        shadow_workers: int = 1,
         metrics: Any = None,
         rng: Any = None,
     ) -> None:
@@ -67,7 +66,7 @@ class RolloutController:
         self._generations = itertools.count(1)
         self._admin = threading.Lock()
         self.shadow = ShadowRunner(
-            acquire, max_in_flight=shadow_workers, busy=busy,
+            acquire, busy=busy,
             on_result=metrics.observe_shadow if metrics is not None else None,
             on_drop=metrics.count_shadow_dropped if metrics is not None else None,
         )

@@ -175,8 +175,8 @@ def test_shadow_is_dropped_and_counted_when_the_server_is_saturated(core: Server
     assert wait_pairs(core, 1)["pairs"] == 1
 
 
-def test_a_busy_shadow_worker_drops_instead_of_queueing(core: ServerCore) -> None:
-    """One worker: while it runs, further samples are dropped at once (nothing waits behind it)."""
+def test_a_full_shadow_lane_drops_instead_of_making_callers_wait(core: ServerCore) -> None:
+    """The lane holds 64 jobs: while its thread is stuck, further samples are dropped at once."""
     release = threading.Event()
     real_acquire = core.rollout.shadow._acquire  # noqa: SLF001
 
@@ -187,14 +187,29 @@ def test_a_busy_shadow_worker_drops_instead_of_queueing(core: ServerCore) -> Non
     core.rollout.shadow._acquire = slow_acquire  # noqa: SLF001
     core.rollout.set({"model": "m", "shadow_percent": 100})
     started = time.perf_counter()
-    for _ in range(30):
+    for _ in range(150):
         serve(core)
     elapsed = time.perf_counter() - started
     shadow = core.rollout.get("m")["models"]["m"]["window"]["shadow"]
-    assert shadow["sampled"] == 30 and shadow["dropped_saturated"] == 29
-    assert elapsed < 20  # the callers never waited for the blocked shadow run
+    taken = shadow["sampled"] - shadow["dropped_saturated"]  # the stuck batch + 64 waiting
+    assert shadow["sampled"] == 150 and 65 <= taken <= 80
+    assert elapsed < 20  # the callers never waited for the stuck lane
     release.set()
-    assert wait_pairs(core, 1)["pairs"] == 1
+    assert wait_pairs(core, taken)["pairs"] == taken
+
+
+def test_agreement_is_judged_per_request_inside_a_batch() -> None:
+    from tfship.serving.rollout.shadow import agreement
+
+    from tfship.tolerance import resolve_tolerances
+
+    expected = {"y": np.array([[1.0], [2.0], [3.0], [4.0], [5.0]], np.float32),
+                "label": np.array([b"a", b"b", b"c", b"d", b"e"], object)}
+    actual = {"y": np.array([[1.0], [2.5], [3.0], [np.nan], [5.0]], np.float32),
+              "label": np.array([b"a", b"b", b"c", b"d", b"x"], object)}
+    results = agreement(expected, actual, [1, 2, 1, 1], resolve_tolerances(None))
+    assert [r[0] for r in results] == [True, False, False, False]
+    assert results[1][1:] == (0.5, "y") and results[2][1] == float("inf") and results[3][2] == "label"
 
 
 def test_an_expired_lease_sends_everything_back_to_stable_until_renewed(core: ServerCore) -> None:
