@@ -102,7 +102,8 @@ def main() -> int:
             "agreeing": sum(r["agreeing"] for r in runs),
             "errors": sum(r["errors"] for r in runs),
         })
-    print(f"rollout_bench: {args.rounds} paired rounds x {args.seconds:g} s, {args.clients} clients, gRPC, MLP 784-128-10")
+    print(f"rollout_bench: {args.rounds} paired rounds x {args.seconds:g} s, {args.clients} clients, gRPC, "
+          "MLP 784-128-10")
     print(f"{'mode':<12} {'p50 ms':>8} {'p99 ms':>8} {'p50 x':>7} {'p99 x':>7} {'req/s':>8} {'shadow runs':>12} "
           f"{'dropped':>8} {'agree':>7} {'errors':>7}")
     for r in table:

@@ -444,7 +444,7 @@ class _Rollout:
     def _roll_back(self, stable: int, candidate: int) -> None:
         """Candidate out of every answering replica: no more candidate answers first, then unload it."""
         self.emit(f"rolling back to version {stable} on every replica")
-        for url, admin in self._live_admins().items():
+        for admin in self._live_admins().values():
             with contextlib.suppress(ServingError):
                 admin.set(self.name, canary_percent=0.0, shadow_percent=0.0, step="rollback",
                           lease_seconds=self.options.lease_seconds)

@@ -78,7 +78,7 @@ class ReplicaAdmin:
             if exc.code == 404 and not body.startswith(b"{"):
                 raise RolloutUnsupported(f"Replica {self.url} has no rollout admin (GET {REST_PREFIX}: 404). "
                                          + UNSUPPORTED_HINT) from None
-            from tfship.errors import Code, HTTP_STATUS
+            from tfship.errors import HTTP_STATUS, Code
 
             code = next((c for c, s in HTTP_STATUS.items() if s == exc.code), Code.UNKNOWN)
             raise error_for_code(code, f"{self.url}: {json.loads(body).get('error', body.decode())}") from None
