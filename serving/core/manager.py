@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,12 @@ class ModelManager:
     def entries(self) -> dict[str, ModelEntry]:
         with self._cond:
             return {n: m.entry for n, m in self._models.items() if not m.removed}
+
+    def current_labels(self, name: str) -> Mapping[str, int]:
+        """``labels`` without the lock (a config replaces a model's entry, never edits it), for
+        callers that already hold it, such as a routing policy."""
+        model = self._models.get(name)
+        return model.entry.version_labels if model is not None and not model.removed else {}
 
     def labels(self, name: str) -> dict[str, int]:
         with self._cond:

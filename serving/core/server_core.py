@@ -71,7 +71,8 @@ class ServerCore:
         #: canary routing and shadow comparison of models under rollout (tfship only, issue 21); the
         #: data plane takes its hooks from here (RolloutController.attach)
         self.rollout = RolloutController(
-            self.manager.labels, self._acquire_version, self._loaded, busy=self._saturated, metrics=metrics)
+            self.manager.current_labels, self._acquire_version, self._loaded, busy=self._saturated,
+            metrics=metrics)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reload_lock = threading.Lock()

@@ -27,17 +27,19 @@ __all__ = ["RolloutController", "ServedCall"]
 
 @dataclass(frozen=True)
 class ServedCall:
-    """One served call, as the data plane reports it to its observers."""
+    """One served call, with the fields of the data plane's ``InferenceRecord`` (its observers'
+    argument), so either can be observed."""
 
     api: str  # "predict", "classify", ...
     model: str
     version: int | None  # the version that answered (None: the call failed before one was chosen)
-    signature: str
+    signature_name: str
     pinned: bool  # the request named a version or a label
-    inputs: Mapping[str, np.ndarray] = field(default_factory=dict)
-    outputs: Mapping[str, np.ndarray] | None = None
-    seconds: float = 0.0
-    error: str | None = None  # the error code name, None when it succeeded
+    inputs: Any = None
+    outputs: Any = None
+    latency: float = 0.0
+    error: Any = None  # the ServingError, None when it succeeded
+    entrypoint: str = ""
 
 
 class RolloutController:
@@ -81,22 +83,31 @@ class RolloutController:
         """The version an unpinned request of ``model`` goes to; ``None``: the server's default."""
         return self.policy.route(model)
 
-    def observe(self, call: ServedCall) -> None:
-        """Record an unpinned call in its model's window and maybe shadow it on the candidate."""
+    def choose(self, model: str, available: tuple[int, ...]) -> int:
+        """The data plane's routing policy: ``available`` is ascending and never empty. Called under
+        the model manager's lock, so it reads the labels without taking it."""
+        routed = self.policy.route(model)
+        return routed if routed is not None and routed in available else available[-1]
+
+    def observe(self, call: Any) -> None:
+        """Record an unpinned call (a :class:`ServedCall` or the data plane's ``InferenceRecord``)
+        in its model's window, and maybe shadow it on the candidate."""
         if call.pinned:
             return
         settings = self.policy.get(call.model)
         window = self._windows.get(call.model)
         if settings is None or window is None:
             return
-        window.served(call.version, call.seconds, call.error is not None)
+        window.served(call.version, call.latency, call.error is not None)
         if call.error is not None or call.outputs is None or call.api != "predict" \
                 or not self.policy.sample(settings.shadow_percent) or settings.expired:
             return
         stable, canary = self.policy.versions(call.model)
         if canary is None or call.version != stable or canary == stable:
             return
-        self.shadow.offer(ShadowJob(call.model, canary, call.signature, call.inputs, call.outputs, window))
+        # the request's arrays may be views into its buffers: the lane keeps its own copy
+        inputs = {k: np.array(v, copy=True) for k, v in call.inputs.items()}
+        self.shadow.offer(ShadowJob(call.model, canary, call.signature_name, inputs, call.outputs, window))
 
     async def observed(self, handle: Any, signature: str, inputs: Mapping[str, np.ndarray], pinned: bool,
                        run: Awaitable[Any]) -> Any:
@@ -109,7 +120,7 @@ class RolloutController:
             outputs = await run
         except ServingError as exc:
             self.observe(ServedCall("predict", handle.name, handle.version, signature, pinned, inputs, None,
-                                    time.perf_counter() - start, exc.code.name))
+                                    time.perf_counter() - start, exc))
             raise
         self.observe(ServedCall("predict", handle.name, handle.version, signature, pinned, inputs, outputs,
                                 time.perf_counter() - start))

@@ -60,8 +60,8 @@ def serve(core: ServerCore, *, pinned: bool = False, label: str | None = None) -
     with core.acquire("m", 1 if pinned else None, label) as h:
         start = time.perf_counter()
         outputs = h.servable.predict("", X)
-        core.rollout.observe(ServedCall("predict", "m", h.version, "", pinned or label is not None, X, outputs,
-                                        time.perf_counter() - start))
+        core.rollout.observe(ServedCall("predict", "m", h.version, "serving_default", pinned or label is not None, X,
+                                        outputs, time.perf_counter() - start))
         return outputs["y"]
 
 
