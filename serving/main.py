@@ -157,6 +157,7 @@ class ModelServer:
         self.data_plane = DataPlane(self.core, self.serving_loop)
         # logging_config capture sees every served call, whichever front end took it
         self.data_plane.add_observer(self.core.capture.observe)
+        self.core.rollout.attach(self.data_plane)  # canary routing and shadowing (tfship only)
         self.core.start_pollers(f["model_config_file"] or None,
                                 f["model_config_file_poll_wait_seconds"])
         self._start_grpc()

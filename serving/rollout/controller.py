@@ -67,6 +67,9 @@ class RolloutController:
         self._windows: dict[str, Window] = {}
         self._generations = itertools.count(1)
         self._admin = threading.Lock()
+        self._plane: Any = None
+        self._plane_routing: Any = None
+        self._remove_observer: Callable[[], None] | None = None
         self.shadow = ShadowRunner(
             acquire, busy=busy,
             on_result=metrics.observe_shadow if metrics is not None else None,
@@ -74,6 +77,27 @@ class RolloutController:
         )
 
     # ------------------------------------------------------------------ data-plane hooks
+
+    def attach(self, plane: Any) -> None:
+        """Serve through ``plane`` (a ``serving.data_plane.DataPlane``): while any model is under
+        rollout, its routing policy is :meth:`choose` and :meth:`observe` watches its calls;
+        otherwise the plane runs exactly as without a rollout (TF Serving's default, no observer)."""
+        with self._admin:
+            self._plane = plane
+            self._plane_routing = plane.routing
+            if self.policy.models():
+                self._install()
+
+    def _install(self) -> None:
+        if self._plane is not None and self._remove_observer is None:
+            self._plane.routing = self.choose
+            self._remove_observer = self._plane.add_observer(self.observe)
+
+    def _uninstall(self) -> None:
+        if self._plane is not None and self._remove_observer is not None:
+            self._plane.routing = self._plane_routing
+            self._remove_observer()
+            self._remove_observer = None
 
     def active(self, model: str) -> bool:
         """``model`` is under rollout here (the servers skip building a ServedCall otherwise)."""
@@ -109,23 +133,6 @@ class RolloutController:
         inputs = {k: np.array(v, copy=True) for k, v in call.inputs.items()}
         self.shadow.offer(ShadowJob(call.model, canary, call.signature_name, inputs, call.outputs, window))
 
-    async def observed(self, handle: Any, signature: str, inputs: Mapping[str, np.ndarray], pinned: bool,
-                       run: Awaitable[Any]) -> Any:
-        """Await a predict on ``handle`` and report it (a front end's call site, until the data plane
-        reports every call itself)."""
-        if not self.active(handle.name):
-            return await run
-        start = time.perf_counter()
-        try:
-            outputs = await run
-        except ServingError as exc:
-            self.observe(ServedCall("predict", handle.name, handle.version, signature, pinned, inputs, None,
-                                    time.perf_counter() - start, exc))
-            raise
-        self.observe(ServedCall("predict", handle.name, handle.version, signature, pinned, inputs, outputs,
-                                time.perf_counter() - start))
-        return outputs
-
     # ------------------------------------------------------------------ admin
 
     def get(self, model: str | None = None) -> dict[str, Any]:
@@ -157,6 +164,8 @@ class RolloutController:
             if request.get("clear"):
                 self.policy.set(model, None)
                 self._windows.pop(model, None)
+                if not self.policy.models():
+                    self._uninstall()
                 return self.get(model)
             if request.get("renew"):
                 current = self.policy.get(model)
@@ -182,6 +191,7 @@ class RolloutController:
                     f"Model {model!r} has no {CANARY!r} version label: load the candidate and label it "
                     f"{CANARY!r} before sending it traffic.", model=model)
             # window first: a request routed under the new settings must find the new window
+            self._install()
             self._windows[model] = Window()
             self.policy.set(model, settings)
             return self.get(model)
