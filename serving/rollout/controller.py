@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from tfship.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, ServingError
+from tfship.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 
 from .policy import CANARY, STABLE, RolloutSettings, RoutingPolicy
 from .shadow import ShadowJob, ShadowRunner
