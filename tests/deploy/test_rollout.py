@@ -239,3 +239,29 @@ def start_like_tf_serving(tmp_path: Path) -> Iterator[tuple[Path, Any]]:
     with start_model_server(model_config_file=str(config), wait_for=[("affine", None)],
                             extra_args=["--enable_rollout_admin=false"]) as server:
         yield models, server
+
+
+def test_with_min_replicas_2_a_killed_replica_is_left_out_and_the_rest_promote(fleet: LocalFleet) -> None:
+    stable = served_versions(fleet)[0]
+    victim = fleet.replicas[1]
+    events: list[tuple[float, str]] = []
+
+    def kill_in_shadow(message: str) -> None:
+        events.append((time.monotonic(), message))
+        if message.startswith("step 1/"):
+            fleet.kill_replica(victim.index)
+
+    opts = options(fleet, "shadow:3s,50%:3s,100%", "min_pairs=50", events, shadow_percent=50, min_replicas=2)
+    opts = RolloutOptions(**{**opts.__dict__, "on_event": kill_in_shadow})
+    try:
+        with Traffic(fleet.lb_grpc_url, "affine", features, clients=8, max_seconds=600) as through_lb:
+            through_lb.wait_for_requests(50)
+            record = rollout(fleet.models_dir, "affine", affine(), options=opts, export_kwargs={"samples": SAMPLES})
+        assert record.outcome == "promoted" and victim.grpc_url in record.rollout["lost_replicas"]
+        summary = through_lb.summary()
+        assert summary.failed == 0, summary.errors
+        assert set(summary.versions) <= {stable, record.to_version}
+        assert any(m.startswith(f"replica {victim.grpc_url} stopped answering") for _, m in events)
+    finally:
+        fleet.start_replica(victim.index)
+    assert served_versions(fleet) == [record.to_version] * 3  # the restarted one reads the promoted config
