@@ -33,7 +33,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -182,10 +182,6 @@ def rollout_status(models_dir: str | os.PathLike[str], name: str, url: str | Non
 # --------------------------------------------------------------------------- the run
 
 
-class _Interrupted(Exception):
-    pass
-
-
 class _Rollout:
     def __init__(self, models_dir: Path, name: str, options: RolloutOptions) -> None:
         from tfship.deploy.fleet import FleetPlan
@@ -240,31 +236,40 @@ class _Rollout:
             return self._run_steps(client, base, start_at=0)
 
     def resume(self) -> SwapRecord:
-        saved = _read_state(self.state_file)
-        if saved is None:
-            raise SwapError(f"No rollout of {self.name!r} to resume ({self.state_file} does not exist).")
-        self.state = saved
+        """The saved rollout goes on with its own steps, gates and shadow rate (not today's flags)."""
+        saved = self._saved("resume")
+        self.steps, self.gates = parse_steps(saved["steps"]), parse_gates(saved["gates"])
+        self.options = replace(self.options, steps=saved["steps"], gates=saved["gates"],
+                               shadow_percent=float(saved["shadow_percent"]))
         with self.plan.client() as client:
             self._connect_admins()
-            base = self._base(saved["stable"], saved["candidate"])
             if saved["phase"] == "loading":
-                return self.abort("the rollout was interrupted while loading the candidate")
+                self._abort_now("the rollout was interrupted while loading the candidate")
             self.emit(f"resuming the rollout of {self.name} {saved['stable']} -> {saved['candidate']} "
                       f"at step {saved['step'] + 1}")
-            return self._run_steps(client, base, start_at=int(saved["step"]))
+            return self._run_steps(client, self._base(saved["stable"], saved["candidate"]),
+                                   start_at=int(saved["step"]))
 
     def abort(self, reason: str) -> SwapRecord:
-        saved = self.state or _read_state(self.state_file)
-        if saved is None:
-            raise SwapError(f"No rollout of {self.name!r} to abort ({self.state_file} does not exist).")
-        self.state = saved
+        self._saved("abort")
         with self.plan.client():
             self._connect_admins()
-            self._roll_back(saved["stable"], saved["candidate"])
-            where = self._quarantine(saved["candidate"])
-            self._clear_state()
-            raise self._fail(self._base(saved["stable"], saved["candidate"]), f"rolled back: {reason}",
-                             quarantined=where)
+            self._abort_now(reason)
+        raise AssertionError("unreachable")  # _abort_now raises
+
+    def _saved(self, verb: str) -> dict[str, Any]:
+        saved = _read_state(self.state_file)
+        if saved is None:
+            raise SwapError(f"No rollout of {self.name!r} to {verb} ({self.state_file} does not exist).")
+        self.state = saved
+        return saved
+
+    def _abort_now(self, reason: str) -> None:
+        stable, candidate = self.state["stable"], self.state["candidate"]
+        self._roll_back(stable, candidate)
+        where = self._quarantine(candidate)
+        self._clear_state()
+        raise self._fail(self._base(stable, candidate), f"rolled back: {reason}", quarantined=where)
 
     # ------------------------------------------------------------ loading
 

@@ -265,3 +265,32 @@ def test_with_min_replicas_2_a_killed_replica_is_left_out_and_the_rest_promote(f
     finally:
         fleet.start_replica(victim.index)
     assert served_versions(fleet) == [record.to_version] * 3  # the restarted one reads the promoted config
+
+
+def test_an_interrupted_rollout_leaves_stable_serving_and_resumes_to_promotion(fleet: LocalFleet) -> None:
+    from tfship.deploy.rollout import resume_rollout
+
+    stable = served_versions(fleet)[0]
+    events: list[tuple[float, str]] = []
+
+    def ctrl_c_in_step_2(message: str) -> None:
+        events.append((time.monotonic(), message))
+        if message.startswith("step 2/"):
+            raise KeyboardInterrupt
+
+    opts = options(fleet, "shadow:2s,25%:2s,100%", "min_pairs=30", events, shadow_percent=50)
+    with Traffic(fleet.lb_grpc_url, "affine", features, clients=8, max_seconds=600) as traffic:
+        traffic.wait_for_requests(50)
+        with pytest.raises(KeyboardInterrupt):
+            rollout(fleet.models_dir, "affine", affine(), options=RolloutOptions(
+                **{**opts.__dict__, "on_event": ctrl_c_in_step_2}), export_kwargs={"samples": SAMPLES})
+        paused = time.monotonic()
+        status = rollout_status(fleet.models_dir, "affine")
+        assert status["saved"]["phase"] == "paused" and status["saved"]["step"] == 1
+        assert {(r["step"], r["canary_percent"]) for r in status["replicas"]} == {("paused", 0.0)}
+        traffic.wait_for_requests(len(traffic.samples) + 200)
+        assert {s.version for s in traffic.window(paused, math.inf)} == {stable}  # stable only while paused
+        record = resume_rollout(fleet.models_dir, "affine", options=opts)
+    assert record.outcome == "promoted" and traffic.summary().failed == 0
+    assert served_versions(fleet) == [record.to_version] * 3
+    assert rollout_status(fleet.models_dir, "affine")["saved"] is None
