@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
 from tfship.cli.exit_codes import EXIT_USAGE, exit_code
 
 
@@ -73,6 +72,7 @@ def rollout(models_dir: Path, name: str, source: str | None, version: int | None
     """
     from tfship.deploy.rollout import RolloutOptions, abort_rollout, resume_rollout, rollout_status
     from tfship.deploy.rollout import rollout as run_rollout
+
     from tfship.errors import SwapError
 
     if show_status:

@@ -212,7 +212,6 @@ def test_a_server_without_the_rollout_admin_is_refused_pointing_to_the_replay_ga
     """What the real TensorFlow Serving image answers (UNIMPLEMENTED), emulated by switching tfship's
     admin off: refused before anything changes, with the way to check predictions there."""
     from click.testing import CliRunner
-
     from tfship.cli import main as cli
 
     models, server = start_like_tf_serving
