@@ -5,7 +5,8 @@ features in [0, 1). Stable computes y = 2*sum(x) + 1. The candidates:
 
 * ``threshold``: stable's answer plus 5 * relu(x0 - 0.98), i.e. it differs on ~2 % of the traffic's
   inputs, but not on the export's samples (all 0.5), so the pre-flight and server parity pass;
-* ``slow``: stable's answer plus zero times a stack of wide dense layers (same numbers, ~3x+ the time);
+* ``slow``: stable's answer plus zero times a stack of wide dense layers (same numbers, several
+  times the time per request, so its p99 stands out even on a saturated replica);
 * ``good``: stable's numbers exactly.
 """
 
@@ -52,9 +53,11 @@ def affine(extra: str | None = None) -> Any:
         gate.set_weights([np.array([[1.0], [0.0], [0.0], [0.0]], np.float32), np.array([-0.98], np.float32)])
         lift.set_weights([np.array([[5.0]], np.float32)])
     elif extra == "slow":
-        h = x
-        for i in range(6):
+        # work without weights to ship: every row is repeated 16 times through 4 wide layers
+        h = keras.layers.RepeatVector(16, name="repeat")(x)
+        for i in range(4):
             h = keras.layers.Dense(1024, activation="relu", name=f"wide{i}")(h)
+        h = keras.layers.Flatten(name="flat")(keras.layers.Dense(1, use_bias=False, name="narrow")(h))
         zero = keras.layers.Dense(1, kernel_initializer="zeros", use_bias=False, name="zero")
         y = keras.layers.Add(name="y")([y, zero(h)])
     return keras.Model(x, y)
