@@ -21,7 +21,7 @@ from tfship.cli.exit_codes import EXIT_USAGE, exit_code
               help="The model config file the replicas read (the stable/canary labels live there).")
 @click.option("--steps", default="shadow:5m,5%:5m,25%:5m,100%", show_default=True,
               help="shadow:DURATION, then N%:DURATION steps; a last bare 100% promotes.")
-@click.option("--gate", "gates", default="agreement>=0.999,error_rate<=0.001,p99<=1.5x,min_pairs=500,min_samples=100",
+@click.option("--gate", "gates", default="agreement>=0.999,error_rate<=0.001,p99<=1.5x,min_pairs=500,min_samples=300",
               show_default=True, help="What every replica must pass in every step.")
 @click.option("--shadow-percent", type=click.FloatRange(0, 100), default=10.0, show_default=True,
               help="Share of the unpinned requests stable answers that also run on the candidate.")

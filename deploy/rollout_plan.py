@@ -11,7 +11,7 @@ Gates (each judged on every replica, on what it saw during the step):
 * ``error_rate<=0.001`` the candidate's failed calls (shadow runs and answers) over its calls;
 * ``p99<=1.5x`` the candidate's p99 latency over stable's, on real answers (canary steps), once
   both have ``min_samples`` answers; at 100 % stable's p99 from the previous step is the baseline;
-* ``min_pairs=500``, ``min_samples=100``.
+* ``min_pairs=500``, ``min_samples=300``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tfship.errors import ConfigError
 __all__ = ["Step", "Gates", "GateFailure", "parse_steps", "parse_gates", "judge", "DEFAULT_STEPS", "DEFAULT_GATES"]
 
 DEFAULT_STEPS = "shadow:5m,5%:5m,25%:5m,100%"
-DEFAULT_GATES = "agreement>=0.999,error_rate<=0.001,p99<=1.5x,min_pairs=500,min_samples=100"
+DEFAULT_GATES = "agreement>=0.999,error_rate<=0.001,p99<=1.5x,min_pairs=500,min_samples=300"
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
 
@@ -86,7 +86,7 @@ class Gates:
     error_rate: float = 0.001
     p99_ratio: float = 1.5
     min_pairs: int = 500
-    min_samples: int = 100
+    min_samples: int = 300
 
     def text(self) -> str:
         return (f"agreement>={self.agreement:g},error_rate<={self.error_rate:g},p99<={self.p99_ratio:g}x,"
