@@ -90,9 +90,12 @@ def options(fleet: LocalFleet, steps: str, gates: str, events: list[tuple[float,
                           gates=gates, poll_seconds=0.5, lease_seconds=10, timeout=90, on_event=on_event, **kw)
 
 
-def traffic_pair(fleet: LocalFleet) -> tuple[Traffic, Traffic]:
-    return (Traffic(fleet.lb_grpc_url, "affine", features, clients=8, max_seconds=600),
-            Traffic(fleet.grpc_target, "affine", features, clients=8, max_seconds=600))
+def traffic_pair(fleet: LocalFleet, via: str = "client") -> tuple[Traffic, Traffic]:
+    """8 callers through nginx and 8 balancing client-side. ``client``: tfship's client without
+    retries (every failure counts); ``client+retries`` where a replica is killed: a SIGKILL drops
+    the gRPC calls it holds, which only a retry (the failover) can save."""
+    return (Traffic(fleet.lb_grpc_url, "affine", features, clients=8, via=via, max_seconds=600),
+            Traffic(fleet.grpc_target, "affine", features, clients=8, via=via, max_seconds=600))
 
 
 def test_a_candidate_disagreeing_on_2_percent_is_caught_in_shadow_and_rolled_back(fleet: LocalFleet) -> None:
@@ -193,7 +196,7 @@ def test_a_replica_killed_mid_rollout_fails_it_cleanly_below_min_replicas(fleet:
     opts = options(fleet, "shadow:60s,100%", "min_pairs=50", events, shadow_percent=50)
     opts = RolloutOptions(**{**opts.__dict__, "on_event": kill_in_shadow})
     try:
-        through_lb, client_side = traffic_pair(fleet)
+        through_lb, client_side = traffic_pair(fleet, via="client+retries")
         with through_lb, client_side:
             through_lb.wait_for_requests(50)
             client_side.wait_for_requests(50)
@@ -258,7 +261,8 @@ def test_with_min_replicas_2_a_killed_replica_is_left_out_and_the_rest_promote(f
                    min_replicas=2)
     opts = RolloutOptions(**{**opts.__dict__, "on_event": kill_in_shadow})
     try:
-        with Traffic(fleet.lb_grpc_url, "affine", features, clients=8, max_seconds=600) as through_lb:
+        with Traffic(fleet.lb_grpc_url, "affine", features, clients=8, via="client+retries",
+                     max_seconds=600) as through_lb:
             through_lb.wait_for_requests(50)
             record = rollout(fleet.models_dir, "affine", affine(), options=opts, export_kwargs={"samples": SAMPLES})
         assert record.outcome == "promoted" and victim.grpc_url in record.rollout["lost_replicas"]
