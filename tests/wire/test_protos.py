@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import filecmp
 import importlib.util
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,9 @@ PROTO_DIR = ROOT / "tfship" / "wire" / "protos"
 
 @pytest.mark.skipif(importlib.util.find_spec("grpc_tools") is None, reason="grpcio-tools not installed")
 def test_regenerating_gives_the_committed_files(tmp_path: Path) -> None:
-    subprocess.run(["bash", str(ROOT / "scripts" / "gen-protos"), str(tmp_path)], cwd=ROOT, check=True)
+    # The script runs with this test's interpreter: grpc_tools was found here, maybe not in PATH's python3.
+    env = {**os.environ, "PYTHON": sys.executable}
+    subprocess.run(["bash", str(ROOT / "scripts" / "gen-protos"), str(tmp_path)], cwd=ROOT, check=True, env=env)
     for name in ("serving_wire_pb2.py", "serving_wire_pb2.pyi", "open_inference_pb2.py", "open_inference_pb2.pyi"):
         fresh = tmp_path / "tfship" / "wire" / "protos" / name
         assert filecmp.cmp(fresh, PROTO_DIR / name, shallow=False), (
