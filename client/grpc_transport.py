@@ -1,9 +1,9 @@
 """gRPC transport: TF Serving's PredictionService/ModelService, called by full method name.
 
-Requests are assembled at the wire level (tensor bytes from :func:`tfship.wire.tensor.encode_tensor`
-spliced into the PredictRequest without a Python-level copy into a message), and responses are read
-as raw bytes and decoded with :func:`tfship.wire.tensor.decode_tensor`, so a 50 MB ``float_val``
-answer costs about one ``np.frombuffer`` copy. Only our TF-free messages are used.
+Requests are assembled at the wire level by :mod:`tfship.wire.predict` (tensor bytes spliced into
+the PredictRequest without a Python-level copy into a message), and responses are read as raw bytes
+and decoded there too, so a large ``float_val`` answer costs about one ``np.frombuffer`` copy.
+Only our TF-free messages are used.
 
 Every request builder, response decoder and the status-to-error mapping are module functions
 shared with the asyncio client (:mod:`tfship.client.aio.grpc_transport`); the classes do only I/O.
@@ -32,12 +32,11 @@ from tfship.client.types import (
 
 from tfship.errors import InvalidArgumentError, ServingError, UnavailableError, error_for_code
 from tfship.wire import dtypes
+from tfship.wire.predict import decode_predict_response, encode_predict_request
 from tfship.wire.protos import serving_wire_pb2 as pb
-from tfship.wire.tensor import _varint, decode_tensor, encode_tensor, iter_fields
 
 __all__ = [
-    "GrpcClient", "METHODS", "encode_predict_request", "decode_predict_response", "channel_target",
-    "channel_setup", "replica_target", "rpc_error",
+    "GrpcClient", "METHODS", "predict_request", "channel_target", "channel_setup", "replica_target", "rpc_error",
     "examples_request", "decode_classify", "decode_regress", "metadata_request", "decode_metadata",
     "status_request", "decode_status",
 ]
@@ -62,45 +61,9 @@ def model_spec(ref: ModelRef, *, with_signature: bool = True) -> pb.ModelSpec:
     return spec
 
 
-def _key_len(field: int, size: int) -> bytes:
-    return _varint((field << 3) | 2) + _varint(size)
-
-
-def encode_predict_request(ref: ModelRef, inputs: dict[str, np.ndarray],
-                           output_filter: Sequence[str] = ()) -> bytes:
-    """Serialized ``tensorflow.serving.PredictRequest`` (inputs as ``tensor_content``)."""
-    spec = model_spec(ref).SerializeToString()
-    pieces: list[bytes] = [_key_len(1, len(spec)), spec]
-    for name, array in inputs.items():
-        key = name.encode("utf-8")
-        tensor = encode_tensor(array)
-        entry_key = _key_len(1, len(key))
-        entry_value = _key_len(2, len(tensor))
-        size = len(entry_key) + len(key) + len(entry_value) + len(tensor)
-        pieces += [_key_len(2, size), entry_key, key, entry_value, tensor]
-    for alias in output_filter:
-        data = alias.encode("utf-8")
-        pieces += [_key_len(3, len(data)), data]
-    return b"".join(pieces)
-
-
-def decode_predict_response(data: bytes) -> tuple[dict[str, np.ndarray], int | None]:
-    """``(outputs, version)`` from serialized PredictResponse bytes."""
-    outputs: dict[str, np.ndarray] = {}
-    version: int | None = None
-    for number, _, value in iter_fields(data):
-        if number == 1:  # map<string, TensorProto> outputs: entries {1: key, 2: value}
-            key, tensor = "", b""
-            for n, _, v in iter_fields(value):
-                if n == 1:
-                    key = bytes(v).decode("utf-8")
-                elif n == 2:
-                    tensor = v
-            outputs[key] = decode_tensor(tensor)
-        elif number == 2:
-            spec = pb.ModelSpec.FromString(bytes(value))
-            version = spec.version.value if spec.HasField("version") else None
-    return outputs, version
+def predict_request(ref: ModelRef, inputs: dict[str, np.ndarray], output_filter: Sequence[str] = ()) -> bytes:
+    """Serialized PredictRequest for ``ref`` (framing: :func:`tfship.wire.predict.encode_predict_request`)."""
+    return encode_predict_request(model_spec(ref).SerializeToString(), inputs, output_filter)
 
 
 def tensor_spec(info: pb.TensorInfo) -> TensorSpec:
@@ -303,7 +266,7 @@ class GrpcClient(Client):
 
     def _predict(self, ref: ModelRef, inputs: dict[str, np.ndarray], output_filter: Sequence[str],
                  timeout: float | None) -> tuple[dict[str, np.ndarray], int | None]:
-        raw = self._invoke("Predict", encode_predict_request(ref, inputs, output_filter), timeout, ref)
+        raw = self._invoke("Predict", predict_request(ref, inputs, output_filter), timeout, ref)
         return decode_predict_response(raw)
 
     def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,

@@ -18,12 +18,11 @@ from tfship.client.grpc_transport import (
     channel_setup,
     decode_classify,
     decode_metadata,
-    decode_predict_response,
     decode_regress,
     decode_status,
-    encode_predict_request,
     examples_request,
     metadata_request,
+    predict_request,
     replica_target,
     rpc_error,
     status_request,
@@ -32,6 +31,7 @@ from tfship.client.resilience import current_endpoint
 from tfship.client.types import ClassifyResult, ModelMetadata, VersionStatus
 
 from tfship.errors import UnavailableError
+from tfship.wire.predict import decode_predict_response
 from tfship.wire.protos import serving_wire_pb2 as pb
 
 __all__ = ["AsyncGrpcClient"]
@@ -83,7 +83,7 @@ class AsyncGrpcClient(AsyncClient):
 
     async def _predict(self, ref: ModelRef, inputs: dict[str, np.ndarray], output_filter: Sequence[str],
                        timeout: float | None) -> tuple[dict[str, np.ndarray], int | None]:
-        raw = await self._invoke("Predict", encode_predict_request(ref, inputs, output_filter), timeout, ref)
+        raw = await self._invoke("Predict", predict_request(ref, inputs, output_filter), timeout, ref)
         return decode_predict_response(raw)
 
     async def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,

@@ -3,7 +3,8 @@
 grpcio hands a servicer a fully parsed ``PredictRequest``. For a 1024-row CNN batch that is three
 copies of 3.2 MB before the model sees it (upb's parse, the ``tensor_content`` bytes object, the
 writable ndarray), each in fresh memory that page-faults in. :func:`read_predict_request` is the
-Predict method's request deserializer instead: it parses ``model_spec`` and ``output_filter`` with
+Predict method's request deserializer instead: it splits the bytes with the client's own framing
+(:func:`tfship.wire.predict.split_predict_request`), parses ``model_spec`` and ``output_filter`` with
 the real message class and leaves each input as a zero-copy view of its TensorProto bytes, decoded
 later (inside the RPC, so a bad tensor is an INVALID_ARGUMENT for that call, in the order TF Serving
 reports errors) into read-only arrays that point into the request bytes.
@@ -22,7 +23,8 @@ from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import predict_pb2
 
 from tfship.errors import InvalidArgumentError, ServingError
-from tfship.wire.tensor import decode_tensor, iter_fields, to_ndarray
+from tfship.wire.predict import split_predict_request
+from tfship.wire.tensor import decode_tensor, to_ndarray
 
 __all__ = [
     "WirePredictRequest", "MalformedRequest", "read_predict_request", "predict_inputs", "request_reader",
@@ -30,9 +32,6 @@ __all__ = [
 
 # Below this the generated (C) parser is cheaper than walking the wire in Python (1 row: 3 vs 13 us)
 _VIEW_MIN_BYTES = 1 << 16
-# PredictRequest field numbers (tensorflow_serving/apis/predict.proto); map entries: key 1, value 2
-_MODEL_SPEC, _INPUTS, _OUTPUT_FILTER = 1, 2, 3
-_LEN = 2
 
 
 @dataclass
@@ -116,34 +115,13 @@ def read_predict_request(data: bytes) -> WirePredictRequest | MalformedRequest |
 
 
 def _read(data: bytes) -> WirePredictRequest:
+    parts = split_predict_request(data)
     request = predict_pb2.PredictRequest()
-    inputs: dict[str, memoryview] = {}
-    for number, wire, value in iter_fields(data):
-        if number == _INPUTS:
-            if wire != _LEN:
-                raise ValueError("inputs entry is not length-delimited")
-            key, parts = "", []
-            for entry_number, entry_wire, entry_value in iter_fields(value):
-                if entry_wire != _LEN and entry_number in (1, 2):
-                    raise ValueError("map entry field is not length-delimited")
-                if entry_number == 1:
-                    key = str(entry_value, "utf-8")
-                elif entry_number == 2:
-                    parts.append(entry_value)
-            # a message field seen twice is merged, and concatenated bytes parse as that merge;
-            # for the map itself the last entry of a key wins
-            inputs[key] = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
-        elif number == _MODEL_SPEC:
-            if wire != _LEN:
-                raise ValueError("model_spec is not length-delimited")
-            request.model_spec.SetInParent()
-            request.model_spec.MergeFromString(bytes(value))
-        elif number == _OUTPUT_FILTER:
-            if wire != _LEN:
-                raise ValueError("output_filter is not length-delimited")
-            request.output_filter.append(str(value, "utf-8"))
-        # unknown fields are skipped, as the generated parser keeps but never reads them
-    return WirePredictRequest(request, inputs)
+    for spec in parts.model_spec:
+        request.model_spec.SetInParent()
+        request.model_spec.MergeFromString(bytes(spec))
+    request.output_filter.extend(parts.output_filter)
+    return WirePredictRequest(request, parts.inputs)
 
 
 def predict_inputs(request: WirePredictRequest | Any) -> dict[str, np.ndarray]:

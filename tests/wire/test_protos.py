@@ -146,12 +146,13 @@ def _has_unknown_fields(message: object) -> bool:
 def test_official_predict_request_parses_with_our_codec() -> None:
     predict_pb2 = pytest.importorskip("tensorflow_serving.apis.predict_pb2")
     from tfship.client.base import ModelRef
-    from tfship.client.grpc_transport import decode_predict_response, encode_predict_request
+    from tfship.client.grpc_transport import predict_request
 
+    from tfship.wire.predict import decode_predict_response
     from tfship.wire.tensor import to_ndarray, to_tensor_proto
 
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    data = encode_predict_request(ModelRef("m", version=3, signature="s"), {"x": x}, ["y"])
+    data = predict_request(ModelRef("m", version=3, signature="s"), {"x": x}, ["y"])
     official = predict_pb2.PredictRequest.FromString(data)
     assert official.model_spec.name == "m" and official.model_spec.version.value == 3
     assert list(official.output_filter) == ["y"]

@@ -27,6 +27,7 @@ import numpy as np
 
 from tfship.errors import InvalidArgumentError, ServingError
 from tfship.wire import dtypes
+from tfship.wire.fields import WT_I32, WT_I64, WT_LEN, WT_VARINT, iter_fields, len_field, varint
 
 __all__ = [
     "to_tensor_proto", "to_ndarray", "encode_tensor", "decode_tensor", "as_ndarray", "iter_fields",
@@ -54,22 +55,9 @@ _FIELD_NUMBER = {
 }
 # Packed fields whose elements are fixed-width little-endian (the rest are varints).
 _FIXED = {"float_val", "double_val", "scomplex_val", "dcomplex_val"}
-_WT_VARINT, _WT_I64, _WT_LEN, _WT_I32 = 0, 1, 2, 5
 
 
 # --------------------------------------------------------------------------- varints
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
 
 
 def _encode_varints(values: np.ndarray) -> bytes:
@@ -120,14 +108,10 @@ def _decode_varints(payload: memoryview | bytes) -> np.ndarray:
 # --------------------------------------------------------------------------- encode
 
 
-def _len_field(field: int, payload: bytes) -> bytes:
-    return _varint((field << 3) | _WT_LEN) + _varint(len(payload)) + payload
-
-
 def _shape_bytes(shape: tuple[int, ...]) -> bytes:
     # TensorShapeProto { repeated Dim dim = 2; }  Dim { int64 size = 1; }
-    dims = b"".join(_len_field(2, b"\x08" + _varint(d) if d else b"") for d in shape)
-    return _len_field(_F_SHAPE, dims)
+    dims = b"".join(len_field(2, b"\x08" + varint(d) if d else b"") for d in shape)
+    return len_field(_F_SHAPE, dims)
 
 
 def as_ndarray(value: Any, dtype: dtypes.DType | None = None) -> np.ndarray:
@@ -159,13 +143,13 @@ def encode_tensor(array: Any, *, typed: bool = False) -> bytes:
     """
     arr = as_ndarray(array)
     dt = dtypes.from_numpy(arr.dtype)
-    head = b"\x08" + _varint(dt.enum) + _shape_bytes(arr.shape)
+    head = b"\x08" + varint(dt.enum) + _shape_bytes(arr.shape)
     if dt.is_string:
-        body = b"".join(_len_field(8, bytes(x)) for x in arr.reshape(-1))
+        body = b"".join(len_field(8, bytes(x)) for x in arr.reshape(-1))
         return head + body
     if not typed:
         data = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
-        return head + _len_field(_F_CONTENT, data) if data else head
+        return head + len_field(_F_CONTENT, data) if data else head
     field = dt.field
     assert field is not None
     flat = arr.reshape(-1)
@@ -177,7 +161,7 @@ def encode_tensor(array: Any, *, typed: bool = False) -> bytes:
         payload_bytes = _encode_varints(np.ascontiguousarray(flat).view(np.uint16))
     else:
         payload_bytes = _encode_varints(flat)
-    return head + _len_field(_FIELD_NUMBER[field], payload_bytes) if payload_bytes else head
+    return head + len_field(_FIELD_NUMBER[field], payload_bytes) if payload_bytes else head
 
 
 def to_tensor_proto(array: Any, proto: P, *, typed: bool = False) -> P:
@@ -187,48 +171,6 @@ def to_tensor_proto(array: Any, proto: P, *, typed: bool = False) -> P:
 
 
 # --------------------------------------------------------------------------- decode
-
-
-def _read_varint(view: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = view[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def iter_fields(buf: bytes | memoryview) -> Any:
-    """Yield ``(field_number, wire_type, value)`` for each top-level field of a serialized message.
-
-    ``value`` is an int for varints and a zero-copy memoryview for everything else. Used to read
-    tensors straight out of response bytes without a second copy.
-    """
-    view = memoryview(buf)
-    pos, end = 0, len(view)
-    try:
-        while pos < end:
-            key, pos = _read_varint(view, pos)
-            number, wire = key >> 3, key & 7
-            if wire == _WT_LEN:
-                size, pos = _read_varint(view, pos)
-                if pos + size > end:
-                    raise IndexError
-                yield number, wire, view[pos : pos + size]
-                pos += size
-            elif wire == _WT_VARINT:
-                value, pos = _read_varint(view, pos)
-                yield number, wire, value
-            elif wire in (_WT_I64, _WT_I32):
-                width = 8 if wire == _WT_I64 else 4
-                yield number, wire, view[pos : pos + width]
-                pos += width
-            else:
-                raise IndexError
-    except IndexError:
-        raise InvalidArgumentError("Malformed protobuf bytes (truncated or invalid wire type).") from None
 
 
 def _malformed(what: str) -> ServingError:
@@ -243,19 +185,19 @@ def _shape_from_bytes(buf: memoryview) -> tuple[tuple[int, ...], bool]:
     unknown_rank = False
     for number, wire, value in iter_fields(buf):
         if number == 2:
-            if wire != _WT_LEN:
+            if wire != WT_LEN:
                 raise _malformed("tensor_shape.dim is not a message")
             if len(dims) >= MAX_RANK:  # each dim takes a few bytes; stop counting early
                 raise _too_many_dims(sum(1 for f in iter_fields(buf) if f[0] == 2))
             size = 0
             for dnum, dwire, dval in iter_fields(value):
                 if dnum == 1:
-                    if dwire != _WT_VARINT:
+                    if dwire != WT_VARINT:
                         raise _malformed("tensor_shape.dim.size is not an integer")
                     size = dval - (1 << 64) if dval >= 1 << 63 else dval
             dims.append(size)
         elif number == 3:
-            if wire != _WT_VARINT:
+            if wire != WT_VARINT:
                 raise _malformed("tensor_shape.unknown_rank is not a bool")
             unknown_rank = bool(value)
     return tuple(dims), unknown_rank
@@ -294,8 +236,8 @@ def _shape_text(shape: tuple[int, ...]) -> str:
 _NUMBER_TO_FIELD = {number: name for name, number in _FIELD_NUMBER.items()}
 # The wire types each typed field may arrive in: packed, or one element (fixed width or varint).
 _ELEMENT_WIRE_TYPES = {
-    name: (_WT_LEN, _WT_I32 if name in ("float_val", "scomplex_val") else _WT_I64)
-    if name in _FIXED else (_WT_LEN, _WT_VARINT)
+    name: (WT_LEN, WT_I32 if name in ("float_val", "scomplex_val") else WT_I64)
+    if name in _FIXED else (WT_LEN, WT_VARINT)
     for name in _FIELD_NUMBER
 }
 
@@ -319,19 +261,19 @@ def decode_tensor(buf: bytes | memoryview, *, writable: bool = True) -> np.ndarr
     runs: dict[str, list[Any]] = {}
     for number, wire, value in iter_fields(buf):
         if number == _F_DTYPE:
-            if wire != _WT_VARINT:
+            if wire != WT_VARINT:
                 raise _malformed("dtype is not an enum value")
             dtype_enum = value
         elif number == _F_SHAPE:
-            if wire != _WT_LEN:
+            if wire != WT_LEN:
                 raise _malformed("tensor_shape is not a message")
             shape, unknown_rank = _shape_from_bytes(value)
         elif number == _F_CONTENT:
-            if wire != _WT_LEN:
+            if wire != WT_LEN:
                 raise _malformed("tensor_content is not bytes")
             content = value
         elif number == 8:
-            if wire != _WT_LEN:
+            if wire != WT_LEN:
                 raise _malformed("string_val is not bytes")
             strings.append(bytes(value))
         elif number in _NUMBER_TO_FIELD:
@@ -378,7 +320,7 @@ def _typed_values(field: str, runs: list[Any], dt: dtypes.DType, writable: bool 
     fixed = field in _FIXED
     parts: list[np.ndarray] = []
     for wire, value in runs:
-        if wire == _WT_LEN:
+        if wire == WT_LEN:
             if fixed and len(value) % dt.numpy.itemsize:
                 raise _malformed(f"packed {field} of {len(value)} bytes is not a whole number of "
                                  f"{dt.name} values")
