@@ -238,6 +238,22 @@ class BaseClient:
         return text
 
     @staticmethod
+    def _metadata_ref(ref: ModelRef) -> ModelRef:
+        """The metadata a signatures or inputs hint reads: fetched fresh (a hot swap may have
+        changed it), and signature-independent, so both hints share one cache entry."""
+        return ModelRef(ref.name, ref.version, ref.label)
+
+    @classmethod
+    def _metadata_hint(cls, ref: ModelRef, needs: str, meta: ModelMetadata,
+                       sent: Mapping[str, np.ndarray] | None) -> str | None:
+        """The "signatures" or "inputs" hint from freshly read metadata."""
+        if needs == "signatures":
+            return cls._signatures_hint(ref, meta)
+        if needs == "inputs" and sent is not None:
+            return cls._inputs_hint(ref, meta, sent)
+        return None
+
+    @staticmethod
     def _signatures_hint(ref: ModelRef, meta: ModelMetadata) -> str:
         names = sorted(n for n in meta.signatures if not n.startswith("__"))
         return f"{ref.describe()} has signatures: {', '.join(names) or 'none'}."
@@ -617,12 +633,10 @@ class Client(BaseClient, abc.ABC):
         try:
             if needs == "versions":
                 hint = self._versions_hint(ref, self._model_versions(ref))
-            elif needs == "signatures":
-                self._forget_metadata(ref)
-                hint = self._signatures_hint(ref, self._cached_metadata(ModelRef(ref.name, ref.version, ref.label)))
-            elif needs == "inputs" and sent is not None:
-                self._forget_metadata(ref)
-                hint = self._inputs_hint(ref, self._cached_metadata(ref), sent)
+            else:
+                about = self._metadata_ref(ref)
+                self._forget_metadata(about)
+                hint = self._metadata_hint(ref, needs, self._cached_metadata(about), sent)
         except ServingError:
             hint = None  # the hint is a courtesy; never let it hide the real error
         self._add_hint(exc, ref, hint)

@@ -1,6 +1,9 @@
 """Large inputs in batches: split along axis 0, run requests concurrently, keep order, reassemble.
 
 >>> y = predict_batches(client, "digits", x_test, batch_size=256, concurrency=4)  # doctest: +SKIP
+
+:func:`predict_batches` (threads) and :func:`predict_batches_async` (asyncio) share the splitting
+and reassembly below; they differ only in how requests wait.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import numpy as np
 from tfship.errors import InvalidArgumentError
 from tfship.wire.tensor import as_ndarray
 
-__all__ = ["predict_batches", "iter_batch_results", "batch_bounds", "split_rows", "concat_outputs"]
+__all__ = [
+    "predict_batches", "predict_batches_async", "iter_batch_results", "batch_bounds", "split_rows", "concat_outputs",
+]
 
 Progress = Callable[[int, int], None]
 
@@ -120,6 +125,46 @@ def predict_batches(client: Any, model: str, inputs: Any, *, batch_size: int = 2
         if bar is not None:
             bar.close()
     return concat_outputs(parts)
+
+
+async def predict_batches_async(client: Any, model: str, inputs: Any, *, batch_size: int = 256,
+                                concurrency: int = 4, progress: Any = None, **predict_kwargs: Any) -> Any:
+    """:func:`predict_batches` for the asyncio client: ``concurrency`` requests in flight on the
+    event loop, order kept. The first error cancels the batches still running and is raised."""
+    import asyncio  # here, so the blocking client's batches do not load it
+
+    arrays, rows = _as_inputs(inputs)
+    bounds = batch_bounds(rows, batch_size)
+    if concurrency < 1:
+        raise InvalidArgumentError(f"concurrency must be >= 1, got {concurrency}.")
+    bar = None
+    if progress is True:
+        from tqdm import tqdm
+
+        bar = tqdm(total=rows, unit="rows", desc=f"predict {model}", smoothing=0.1)
+    slots = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def run(start: int, stop: int) -> Any:
+        nonlocal done
+        async with slots:
+            out = await client.predict(model, split_rows(arrays, start, stop), **predict_kwargs)
+        done += stop - start
+        if bar is not None:
+            bar.update(stop - start)
+        elif callable(progress):
+            progress(done, rows)
+        return out
+
+    tasks = [asyncio.ensure_future(run(start, stop)) for start, stop in bounds]
+    try:
+        parts = await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if bar is not None:
+            bar.close()
+    return concat_outputs(list(parts))
 
 
 def concat_outputs(parts: list[Any]) -> Any:

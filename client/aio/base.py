@@ -169,9 +169,9 @@ class AsyncClient(BaseClient, abc.ABC):
 
         See :func:`tfship.client.batching.predict_batches`.
         """
-        from tfship.client.aio.batching import predict_batches
+        from tfship.client.batching import predict_batches_async
 
-        return await predict_batches(self, model, inputs, batch_size=batch_size,
+        return await predict_batches_async(self, model, inputs, batch_size=batch_size,
                                      concurrency=concurrency, progress=progress, **kwargs)
 
     def batcher(self, model: str, *, version: int | None = None, label: str | None = None,
@@ -305,13 +305,10 @@ class AsyncClient(BaseClient, abc.ABC):
         try:
             if needs == "versions":
                 hint = self._versions_hint(ref, await self._model_versions(ref))
-            elif needs == "signatures":
-                unsigned = ModelRef(ref.name, ref.version, ref.label)
-                self._forget_metadata(unsigned)
-                hint = self._signatures_hint(ref, await self._cached_metadata(unsigned))
-            elif needs == "inputs" and sent is not None:
-                self._forget_metadata(ref)
-                hint = self._inputs_hint(ref, await self._cached_metadata(ref), sent)
+            else:
+                about = self._metadata_ref(ref)
+                self._forget_metadata(about)
+                hint = self._metadata_hint(ref, needs, await self._cached_metadata(about), sent)
         except ServingError:
             hint = None  # the hint is a courtesy; never let it hide the real error
         self._add_hint(exc, ref, hint)

@@ -28,9 +28,11 @@ def model_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-def model_config(base: Path) -> str:
+def model_config(base: Path, half: Path | None = None) -> str:
+    # half: TF Serving's half_plus_two (classify/regress signatures), when the caller has it
+    extra = f'  config {{ name: "half" base_path: "{half}" model_platform: "tensorflow" }}\n' if half else ""
     return f"""model_config_list {{
-  config {{ name: "dtypes" base_path: "{base / 'dtypes'}" model_platform: "tensorflow" }}
+{extra}  config {{ name: "dtypes" base_path: "{base / 'dtypes'}" model_platform: "tensorflow" }}
   config {{ name: "keras" base_path: "{base / 'keras'}" model_platform: "tensorflow" }}
   config {{
     name: "multi" base_path: "{base / 'multi'}" model_platform: "tensorflow"
@@ -43,15 +45,16 @@ def model_config(base: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(model_base: Path) -> Iterator[Any]:
+def server(model_base: Path, tf_serving_testdata: Path) -> Iterator[Any]:
     from tfship.deploy.launch import start_model_server
 
     config = model_base / "models.config"
-    config.write_text(model_config(model_base))
+    config.write_text(model_config(model_base, tf_serving_testdata / "saved_model_half_plus_two_cpu"))
     # TF Serving refuses labels in the startup config unless this flag is set (spec 2.4).
+    wait_for = [("dtypes", 1), ("multi", 1), ("multi", 2), ("keras", 1), ("half", 123)]
     with start_model_server(model_config_file=str(config), timeout=180,
                             extra_args=["--allow_version_labels_for_unavailable_models=true"],
-                            wait_for=[("dtypes", 1), ("multi", 1), ("multi", 2), ("keras", 1)]) as running:
+                            wait_for=wait_for) as running:
         yield running
 
 
