@@ -11,17 +11,17 @@ accepting, drain in-flight requests and exit 0.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from tfship.errors import InvalidArgumentError, ServingError, UnimplementedError, UnknownError
 
-from .core.flags import FlagError, ignored_flag_warnings, parse_flags, usage
+from .core.flags import FlagError, ServerFlags, ignored_flag_warnings, usage
 
 __all__ = ["main", "ModelServer"]
 
@@ -31,32 +31,32 @@ log = logging.getLogger("tfship.serving")
 DRAIN_SECONDS = 30.0
 
 
-def _validate(f: dict[str, Any]) -> None:
-    if f["port"] == 0 and not f["grpc_socket_path"]:
+def _validate(f: ServerFlags) -> None:
+    if f.port == 0 and not f.grpc_socket_path:
         raise InvalidArgumentError(
             "At least one of server_options.grpc_port or server_options.grpc_socket_path must be set."
         )
-    if not f["model_base_path"] and not f["model_config_file"]:
+    if not f.model_base_path and not f.model_config_file:
         raise InvalidArgumentError(
             "Both server_options.model_base_path and server_options.model_config_file are empty!"
         )
-    if f["batching_parameters_file"] and not f["enable_batching"]:
+    if f.batching_parameters_file and not f.enable_batching:
         raise InvalidArgumentError(
             "server_options.batching_parameters_file is set without setting "
             "server_options.enable_batching to true."
         )
-    if f["use_alts_credentials"] and f["ssl_config_file"]:
+    if f.use_alts_credentials and f.ssl_config_file:
         raise InvalidArgumentError(
             "Either use_alts_credentials must be false or ssl_config_file must be empty."
         )
-    if f["use_alts_credentials"] or f["ssl_config_file"]:
+    if f.use_alts_credentials or f.ssl_config_file:
         # serving in plaintext when TLS was asked for would be worse than refusing to start
         raise UnimplementedError(
             "tfship-model-server does not implement --ssl_config_file / --use_alts_credentials; "
             "terminate TLS in front of it (e.g. a reverse proxy) or use the tensorflow/serving image"
         )
-    parallel = (f["tensorflow_session_parallelism"], f["tensorflow_intra_op_parallelism"],
-                f["tensorflow_inter_op_parallelism"])
+    parallel = (f.tensorflow_session_parallelism, f.tensorflow_intra_op_parallelism,
+                f.tensorflow_inter_op_parallelism)
     if all(p > 0 for p in parallel):
         raise InvalidArgumentError(
             "Either configure server_options.tensorflow_session_parallelism or "
@@ -68,8 +68,8 @@ def _validate(f: dict[str, Any]) -> None:
 class ModelServer:
     """The whole server (core + gRPC + REST) built from TF Serving flag values."""
 
-    def __init__(self, flags: dict[str, Any]) -> None:
-        self.flags = flags
+    def __init__(self, flags: ServerFlags | Mapping[str, Any]) -> None:
+        self.flags = flags if isinstance(flags, ServerFlags) else ServerFlags.from_values(flags)
         self.core: Any = None
         #: the one data plane under every front end (its routing and observer hooks live here)
         self.data_plane: Any = None
@@ -83,21 +83,20 @@ class ModelServer:
 
     @classmethod
     def from_flags(cls, argv: list[str]) -> ModelServer:
-        values, _ = parse_flags(argv)
-        return cls(values)
+        return cls(ServerFlags.parse(argv)[0])
 
     def _model_config(self) -> Any:
         f = self.flags
-        if f["model_config_file"]:
+        if f.model_config_file:
             from .config.model_config import read_model_config_file
 
-            return read_model_config_file(f["model_config_file"])
+            return read_model_config_file(f.model_config_file)
         from tensorflow_serving.config import model_server_config_pb2 as pb
 
         config = pb.ModelServerConfig()
         mc = config.model_config_list.config.add()
         mc.name, mc.base_path, mc.model_platform = (
-            f["model_name"], f["model_base_path"], "tensorflow"
+            f.model_name, f.model_base_path, "tensorflow"
         )
         return config
 
@@ -109,39 +108,23 @@ class ModelServer:
         from .metrics import ServerMetrics
 
         batching = None
-        if f["enable_batching"]:
+        if f.enable_batching:
             from .config.batching import BatchingParameters, read_batching_parameters_file
 
-            batching = (read_batching_parameters_file(f["batching_parameters_file"])
-                        if f["batching_parameters_file"] else BatchingParameters())
+            batching = (read_batching_parameters_file(f.batching_parameters_file)
+                        if f.batching_parameters_file else BatchingParameters())
         monitoring = None
-        if f["monitoring_config_file"]:
+        if f.monitoring_config_file:
             from .config.monitoring import read_monitoring_config_file
 
-            monitoring = read_monitoring_config_file(f["monitoring_config_file"])
-        intra = f["tensorflow_intra_op_parallelism"] or f["tensorflow_session_parallelism"]
-        inter = f["tensorflow_inter_op_parallelism"] or f["tensorflow_session_parallelism"]
-        options = CoreOptions(
-            file_system_poll_wait_seconds=f["file_system_poll_wait_seconds"],
-            max_num_load_retries=f["max_num_load_retries"],
-            load_retry_interval_micros=f["load_retry_interval_micros"],
-            allow_version_labels_for_unavailable_models=f[
-                "allow_version_labels_for_unavailable_models"],
-            enable_model_warmup=f["enable_model_warmup"],
-            num_request_iterations_for_warmup=f["num_request_iterations_for_warmup"],
-            saved_model_tags=tuple(t for t in f["saved_model_tags"].split(",") if t),
-            batching=batching,
-            intra_op_threads=int(intra),
-            inter_op_threads=int(inter),
-            enable_signature_method_name_check=f["enable_signature_method_name_check"],
-        )
+            monitoring = read_monitoring_config_file(f.monitoring_config_file)
         from .event_loop import ServingLoop
 
         # one loop serves gRPC and REST; its executor bounds the model runs in flight
         self.serving_loop = ServingLoop(
-            model_threads=max(1, f["grpc_max_threads"], f["rest_api_num_threads"])
+            model_threads=max(1, f.grpc_max_threads, f.rest_api_num_threads)
         ).start()
-        options = dataclasses.replace(options, serving_loop=self.serving_loop)
+        options = CoreOptions.from_flags(f, batching=batching, serving_loop=self.serving_loop)
         config = self._model_config()
         from .runtime.custom_ops import register_custom_ops
 
@@ -158,8 +141,8 @@ class ModelServer:
         # logging_config capture sees every served call, whichever front end took it
         self.data_plane.add_observer(self.core.capture.observe)
         self.core.rollout.attach(self.data_plane)  # canary routing and shadowing (tfship only)
-        self.core.start_pollers(f["model_config_file"] or None,
-                                f["model_config_file_poll_wait_seconds"])
+        self.core.start_pollers(f.model_config_file or None,
+                                f.model_config_file_poll_wait_seconds)
         self._start_grpc()
         self._start_rest(monitoring)
 
@@ -173,20 +156,20 @@ class ModelServer:
             server = build_grpc_server(
                 self.core,
                 self.serving_loop,
-                channel_arguments=f["grpc_channel_arguments"],
-                tensor_content=f["enable_serialization_as_tensor_content"],
-                health_check=f["enable_grpc_healthcheck_service"],
+                channel_arguments=f.grpc_channel_arguments,
+                tensor_content=f.enable_serialization_as_tensor_content,
+                health_check=f.enable_grpc_healthcheck_service,
                 data_plane=self.data_plane,
-                rollout_admin=f["enable_rollout_admin"],
+                rollout_admin=f.enable_rollout_admin,
             )
-            if f["enable_profiler"]:  # upstream's default: the TF profiler on the gRPC port
+            if f.enable_profiler:  # upstream's default: the TF profiler on the gRPC port
                 from .grpc.profiler import add_profiler_service
 
                 add_profiler_service(server)
             # the Open Inference Protocol beside TF Serving's services (the names do not collide)
             server.add_generic_rpc_handlers((v2_service_handler(self.data_plane),))
-            if f["port"]:
-                address = f"{f['host']}:{f['port']}"
+            if f.port:
+                address = f"{f.host}:{f.port}"
                 try:
                     self.grpc_port = server.add_insecure_port(address)
                 except RuntimeError as exc:
@@ -194,20 +177,20 @@ class ModelServer:
                                        f"{exc}") from None
                 if not self.grpc_port:
                     raise UnknownError(f"Failed to BuildAndStart Server: could not bind {address}")
-            if f["grpc_socket_path"]:
-                server.add_insecure_port(f"unix:{f['grpc_socket_path']}")
+            if f.grpc_socket_path:
+                server.add_insecure_port(f"unix:{f.grpc_socket_path}")
             await server.start()
             return server
 
         self.grpc_server = self.serving_loop.call(start())
-        log.info("Running gRPC ModelServer at %s:%s ...", f["host"], self.grpc_port)
+        log.info("Running gRPC ModelServer at %s:%s ...", f.host, self.grpc_port)
 
     def _start_rest(self, monitoring: Any) -> None:
         f = self.flags
-        port = f["rest_api_port"]
+        port = f.rest_api_port
         if not port:
             return
-        if port == f["port"]:
+        if port == f.port:
             log.error("Error: rest_api_port must differ from port; REST API not started.")
             return
         from .rest.server import RestServer
@@ -216,23 +199,23 @@ class ModelServer:
                            and monitoring.prometheus_enabled else None)
         self.rest_server = RestServer(
             self.core,
-            host=f["host"],
+            host=f.host,
             port=port,
-            num_threads=max(1, f["rest_api_num_threads"]),
-            timeout_ms=f["rest_api_timeout_in_ms"],
-            cors=f["rest_api_enable_cors_support"],
+            num_threads=max(1, f.rest_api_num_threads),
+            timeout_ms=f.rest_api_timeout_in_ms,
+            cors=f.rest_api_enable_cors_support,
             prometheus_path=prometheus_path,
-            max_body_bytes=max(0, f["rest_api_max_request_bytes"]),
+            max_body_bytes=max(0, f.rest_api_max_request_bytes),
             serving_loop=self.serving_loop,
             data_plane=self.data_plane,
-            rollout_admin=f["enable_rollout_admin"],
+            rollout_admin=f.enable_rollout_admin,
         )
         from .v2.rest import V2Rest
 
         self.rest_server.app.mount(V2Rest(self.data_plane))  # /v2 beside /v1, same port and limits
         self.rest_server.start()
         self.rest_port = self.rest_server.port
-        log.info("Exporting HTTP/REST API at:%s:%d ...", f["host"], self.rest_port)
+        log.info("Exporting HTTP/REST API at:%s:%d ...", f.host, self.rest_port)
 
     def stop(self, drain_timeout: float = DRAIN_SECONDS) -> None:
         """Stop accepting, let in-flight requests finish (bounded), unload everything."""
@@ -272,12 +255,12 @@ def main(argv: list[str] | None = None) -> None:
     """Console script ``tfship-model-server``."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        values, unknown = parse_flags(args)
+        flags, unknown = ServerFlags.parse(args)
     except FlagError:
         sys.stdout.write(usage())
         sys.stdout.flush()
         sys.exit(255)
-    if values["version"]:
+    if flags.version:
         print(_version_text(), flush=True)
         sys.exit(0)
     if unknown:
@@ -290,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     for warning in ignored_flag_warnings(args):
         log.warning("%s", warning)
-    server = ModelServer(values)
+    server = ModelServer(flags)
     stop_requested = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

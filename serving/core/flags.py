@@ -9,10 +9,11 @@ a recognised flag with an unparsable value (or ``--help``) is a usage error (exi
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
-__all__ = ["FLAGS", "IGNORED", "Flag", "FlagError", "ignored_flag_warnings", "parse_flags", "usage"]
+__all__ = ["FLAGS", "IGNORED", "Flag", "FlagError", "ServerFlags", "ignored_flag_warnings", "parse_flags", "usage"]
 
 
 def _ncpu() -> int:
@@ -109,6 +110,92 @@ IGNORED: dict[str, str] = {
     "skip_initialize_tpu": "no TPU support",
     "tensorflow_session_config_file": "the session ConfigProto comes from the parallelism flags only",
 }
+
+
+#: Python type of each flag kind (what :class:`ServerFlags` declares).
+KIND_TYPES: dict[str, type] = {"int32": int, "int64": int, "string": str, "bool": bool, "float": float}
+
+
+@dataclass(frozen=True)
+class ServerFlags:
+    """Every flag's value, typed, one field per row of :data:`FLAGS` (same names, same order).
+
+    The server reads ``flags.grpc_max_threads``, never ``values["grpc_max_threads"]``, so a
+    misspelt flag name fails type checking. Defaults live in the table only: build one with
+    :meth:`parse` or :meth:`from_values`. A flag added to the table needs its field here
+    (``tests/serving/test_flags.py`` checks the two agree).
+    """
+
+    port: int
+    grpc_socket_path: str
+    rest_api_port: int
+    rest_api_num_threads: int
+    rest_api_timeout_in_ms: int
+    rest_api_enable_cors_support: bool
+    enable_batching: bool
+    allow_version_labels_for_unavailable_models: bool
+    batching_parameters_file: str
+    enable_per_model_batching_parameters: bool
+    model_config_file: str
+    model_config_file_poll_wait_seconds: int
+    model_name: str
+    model_base_path: str
+    num_load_threads: int
+    num_unload_threads: int
+    max_num_load_retries: int
+    load_retry_interval_micros: int
+    file_system_poll_wait_seconds: int
+    flush_filesystem_caches: bool
+    tensorflow_session_parallelism: int
+    tensorflow_session_config_file: str
+    tensorflow_intra_op_parallelism: int
+    tensorflow_inter_op_parallelism: int
+    use_alts_credentials: bool
+    ssl_config_file: str
+    platform_config_file: str
+    per_process_gpu_memory_fraction: float
+    saved_model_tags: str
+    grpc_channel_arguments: str
+    grpc_max_threads: int
+    enable_model_warmup: bool
+    num_request_iterations_for_warmup: int
+    version: bool
+    monitoring_config_file: str
+    remove_unused_fields_from_bundle_metagraph: bool
+    prefer_tflite_model: bool
+    num_tflite_pools: int
+    num_tflite_interpreters_per_pool: int
+    enable_signature_method_name_check: bool
+    xla_cpu_compilation_enabled: bool
+    xla_gpu_compilation_enabled: bool
+    enable_profiler: bool
+    thread_pool_factory_config_file: str
+    mixed_precision: str
+    skip_initialize_tpu: bool
+    enable_grpc_healthcheck_service: bool
+    enable_serialization_as_tensor_content: bool
+    rest_api_max_request_bytes: int
+    host: str
+    enable_rollout_admin: bool
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any] | None = None) -> ServerFlags:
+        """Flags from values by name; a flag not given takes the table's default."""
+        values = values or {}
+        unknown = sorted(set(values) - _BY_NAME.keys())
+        if unknown:
+            raise ValueError(f"not tensorflow_model_server flags: {unknown}; see --help for the list")
+        return cls(**{f.name: values.get(f.name, f.default) for f in FLAGS})
+
+    @classmethod
+    def parse(cls, argv: list[str]) -> tuple[ServerFlags, list[str]]:
+        """``(flags, unknown args)`` from a command line; see :func:`parse_flags`."""
+        values, unknown = parse_flags(argv)
+        return cls.from_values(values), unknown
+
+    def values(self) -> dict[str, Any]:
+        """Values by flag name (the table's order)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class FlagError(ValueError):

@@ -17,6 +17,7 @@ from typing import Any
 from tfship.errors import NotFoundError, ServingError
 
 from ..capture import ServerCapture, capture_configs
+from .flags import ServerFlags
 from .manager import Handle, ModelEntry, ModelManager, State
 from .memory import release_unloaded_memory
 from .server_config import entries_from_config
@@ -42,6 +43,26 @@ class CoreOptions:
     inter_op_threads: int = 0
     enable_signature_method_name_check: bool = False  # read by the frontends
     serving_loop: Any = None  # serving.event_loop.ServingLoop: the batchers schedule on it
+
+    @classmethod
+    def from_flags(cls, flags: ServerFlags, *, batching: Any = None, serving_loop: Any = None) -> CoreOptions:
+        """The loading and lifecycle options the server's flags ask for (``batching``: the parsed
+        --batching_parameters_file when --enable_batching is set)."""
+        parallel = flags.tensorflow_session_parallelism
+        return cls(
+            file_system_poll_wait_seconds=flags.file_system_poll_wait_seconds,
+            max_num_load_retries=flags.max_num_load_retries,
+            load_retry_interval_micros=flags.load_retry_interval_micros,
+            allow_version_labels_for_unavailable_models=flags.allow_version_labels_for_unavailable_models,
+            enable_model_warmup=flags.enable_model_warmup,
+            num_request_iterations_for_warmup=flags.num_request_iterations_for_warmup,
+            saved_model_tags=tuple(t for t in flags.saved_model_tags.split(",") if t),
+            batching=batching,
+            intra_op_threads=int(flags.tensorflow_intra_op_parallelism or parallel),
+            inter_op_threads=int(flags.tensorflow_inter_op_parallelism or parallel),
+            enable_signature_method_name_check=flags.enable_signature_method_name_check,
+            serving_loop=serving_loop,
+        )
 
 
 class ServerCore:
