@@ -16,10 +16,9 @@ from fastapi_floor import start_fastapi
 from server_process import Server, free_port
 
 # Batching for closed-loop clients on 2 cores: one batch runs per core at most, and a batch starts
-# as soon as a slot is free with whatever rows queued meanwhile (batch_timeout_micros 0). With only
-# 16 requests in flight a timeout only idles the box: called in-process from 16 threads (no
-# transport), the CNN's one-row runs batch to 12,232 rows/s with 0 us vs 7,306 with 1000 us
-# (unbatched: 6,974), and one client pays the whole timeout on every call.
+# as soon as a slot is free with whatever rows queued meanwhile (batch_timeout_micros 0). With few
+# requests in flight a timeout only idles the box, and one client pays the whole timeout on every
+# call (README, "Server benchmark", has the measurement).
 BATCHING = {
     "max_batch_size": 1024,
     "batch_timeout_micros": 0,

@@ -2,7 +2,7 @@
 
 An example is a dict ``{feature_name: value}``; a value is a number, str/bytes, or a list of one
 kind. Python floats become ``float_list``, ints and bools ``int64_list``, str/bytes ``bytes_list``
-(the same mapping TF Serving's REST API applies, spec section 6.3).
+(the same mapping TF Serving's REST API applies, TF Serving compat spec §6.3).
 """
 
 from __future__ import annotations

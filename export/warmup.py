@@ -1,6 +1,6 @@
 """Write ``assets.extra/tf_serving_warmup_requests``: the requests TF Serving replays at load.
 
-Format (spec section 9, TF Serving's saved_model_warmup): a TFRecord file whose records are
+Format (TF Serving compat spec §9, TF Serving's saved_model_warmup): a TFRecord file whose records are
 serialized ``tensorflow.serving.PredictionLog`` with ``predict_log.request`` set. Requests are
 built from the sample inputs: one with the whole sample batch and one with a single sample, so
 both the batched and the batch-of-one code paths are warm.

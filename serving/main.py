@@ -1,4 +1,4 @@
-"""``tfship-model-server``: a drop-in for ``tensorflow_model_server`` (spec section 1).
+"""``tfship-model-server``: a drop-in for ``tensorflow_model_server`` (TF Serving compat spec §1).
 
 Startup order as upstream (server.cc ``BuildAndStart``): validate flags, build the model config,
 load every model (blocking), start the config poller, then gRPC, then REST. Any start error prints

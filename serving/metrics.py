@@ -1,4 +1,4 @@
-"""Prometheus metrics of the model server (spec 8), on a private prometheus_client registry.
+"""Prometheus metrics of the model server (TF Serving compat spec §8), on a private prometheus_client registry.
 
 Metric names follow TF Serving's exporter: the TF monitoring name with every character outside
 ``[a-zA-Z0-9_]`` replaced by ``:`` (``/tensorflow/serving/request_count`` ->

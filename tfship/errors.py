@@ -103,7 +103,7 @@ class Code(enum.IntEnum):
     UNAUTHENTICATED = 16
 
 
-#: TF Serving's ``ToHTTPStatusCode`` (http_server.cc), spec section 6.7.
+#: TF Serving's ``ToHTTPStatusCode`` (http_server.cc), TF Serving compat spec §6.7.
 HTTP_STATUS: dict[Code, int] = {
     Code.OK: 200,
     Code.CANCELLED: 499,

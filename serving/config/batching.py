@@ -4,7 +4,7 @@ The pip ``tensorflow-serving-api`` does not ship ``session_bundle_config.proto``
 declared here field for field (names, numbers and wrapper types as upstream
 ``tensorflow_serving/servables/tensorflow/session_bundle_config.proto``) in a private descriptor
 pool, and parsed with protobuf's own text-format parser. Unset wrapper fields take TF Serving's
-defaults (spec section 7).
+defaults (TF Serving compat spec §7).
 
 These are TF Serving's knobs with TF Serving's meaning; tfship adds no field. One rule is ours
 (serving/runtime/batching.py, "The bypass"): a task the scheduler would start at once as a batch of

@@ -1,6 +1,6 @@
 """TF Serving's model server config (``--model_config_file``): the one reader and the one writer.
 
-The file is a text-format ``tensorflow.serving.ModelServerConfig`` (spec section 2). Parsing and
+The file is a text-format ``tensorflow.serving.ModelServerConfig`` (TF Serving compat spec §2). Parsing and
 writing both go through the real protos shipped in ``tensorflow-serving-api``
 (``tensorflow_serving.config``, which does not import TensorFlow), so whatever tfship writes is
 exactly what ``tensorflow_model_server`` reads. Semantic checks (duplicate names, relative paths,

@@ -3,7 +3,7 @@
 Not shipped by the pip ``tensorflow-serving-api``; declared here as upstream
 ``tensorflow_serving/config/monitoring_config.proto`` (``PrometheusConfig{bool enable = 1;
 string path = 2}``, ``MonitoringConfig{PrometheusConfig prometheus_config = 1}``) in a private
-descriptor pool (spec section 8).
+descriptor pool (TF Serving compat spec §8).
 
 >>> format_monitoring_config(MonitoringConfig(prometheus_enabled=True))
 'prometheus_config {\\n  enable: true\\n  path: "/monitoring/prometheus/metrics"\\n}\\n'

@@ -1,4 +1,4 @@
-"""``tensorflow_model_server``'s command line: flag table, TF-style parsing, usage text (spec 1.1/1.2).
+"""``tensorflow_model_server``'s command line: flag table, TF-style parsing, usage text (TF Serving compat spec §1.1/1.2).
 
 TF's flag parser only accepts ``--name=value`` (bools also bare ``--name``); an argument it does
 not recognise is left over and reported as ``unknown argument`` while the server keeps starting;

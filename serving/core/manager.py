@@ -137,7 +137,7 @@ class ModelManager:
         label: str | None = None,
         choose: Callable[[str, tuple[int, ...]], int] | None = None,
     ) -> Handle:
-        """A handle on the requested version (spec 4); raises NOT_FOUND / INVALID_ARGUMENT.
+        """A handle on the requested version (TF Serving compat spec §4); raises NOT_FOUND / INVALID_ARGUMENT.
 
         Without a version or label the highest AVAILABLE version serves, unless ``choose`` is
         given: it is called (under the manager's lock, so keep it cheap) with the model name and
@@ -186,7 +186,7 @@ class ModelManager:
     # ------------------------------------------------------------------ status
 
     def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
-        """Version statuses, highest version first (spec 5.5)."""
+        """Version statuses, highest version first (TF Serving compat spec §5.5)."""
         with self._cond:
             model = self._models.get(name)
             versions = dict(model.versions) if model is not None else {}
@@ -226,7 +226,7 @@ class ModelManager:
     def apply_config(
         self, entries: Iterable[ModelEntry], *, timeout: float | None = None, initial: bool = True
     ) -> None:
-        """Make ``entries`` the served set (spec 2.3/2.4).
+        """Make ``entries`` the served set (TF Serving compat spec §2.3/2.4).
 
         Labels are checked against the current states first (FAILED_PRECONDITION, nothing
         changes). Models absent from ``entries`` are unloaded; new models are polled and this call
@@ -283,7 +283,7 @@ class ModelManager:
     # ------------------------------------------------------------------ file-system source
 
     def poll_model(self, name: str) -> None:
-        """Re-read one model's base path and update its aspired versions (spec 3.1)."""
+        """Re-read one model's base path and update its aspired versions (TF Serving compat spec §3.1)."""
         from .versions import discover_versions, select
 
         with self._cond:

@@ -1,4 +1,4 @@
-"""The availability-preserving load/unload policy (spec 3.2), as a pure function.
+"""The availability-preserving load/unload policy (TF Serving compat spec §3.2), as a pure function.
 
 One action at a time per model:
 

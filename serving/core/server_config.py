@@ -1,4 +1,4 @@
-"""Semantic validation of a ``ModelServerConfig`` (spec 2.2) into :class:`ModelEntry` objects.
+"""Semantic validation of a ``ModelServerConfig`` (TF Serving compat spec §2.2) into :class:`ModelEntry` objects.
 
 Parsing the text format is ``serving.config.model_config``'s job; this module applies
 server_core.cc's rules with its messages, so a bad config fails the same way as upstream.

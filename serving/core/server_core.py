@@ -137,7 +137,7 @@ class ServerCore:
     # ------------------------------------------------------------------ config
 
     def start(self, config: Any) -> None:
-        """Install the initial config and block until every model settled (spec 1.3 step 3).
+        """Install the initial config and block until every model settled (TF Serving compat spec §1.3 step 3).
 
         Raises the ServingError that makes TF Serving's startup fail.
         """
@@ -152,7 +152,7 @@ class ServerCore:
         self._has_config = config.WhichOneof("config") == "model_config_list"
 
     def reload_config(self, config: Any) -> None:
-        """Apply a new config (ReloadConfig semantics, spec 2.3-2.5); old one kept on error."""
+        """Apply a new config (ReloadConfig semantics, TF Serving compat spec §2.3-2.5); old one kept on error."""
         with self._reload_lock:
             entries = entries_from_config(config, self.manager.entries(), reload=self._has_config)
             if config.WhichOneof("config") is None:

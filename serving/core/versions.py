@@ -1,4 +1,4 @@
-"""Version discovery on disk and version policies (spec 3.1).
+"""Version discovery on disk and version policies (TF Serving compat spec §3.1).
 
 Children of a model's base path whose names parse as a base-10 int64 are versions (leading zeros
 allowed). Everything else is ignored, so temp dirs such as ``.tfship-tmp-...`` never load.

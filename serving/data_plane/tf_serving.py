@@ -42,7 +42,7 @@ def signature_def_map(metadata: ModelMetadata) -> Any:
 
 
 def metadata_response(metadata: ModelMetadata) -> Any:
-    """A ``GetModelMetadataResponse`` carrying the SignatureDefMap (spec 5.4)."""
+    """A ``GetModelMetadataResponse`` carrying the SignatureDefMap (TF Serving compat spec §5.4)."""
     from tensorflow_serving.apis import get_model_metadata_pb2
 
     response = get_model_metadata_pb2.GetModelMetadataResponse()

@@ -1,20 +1,17 @@
 """Keep glibc from handing request-sized memory back to the kernel after every call.
 
-A 1024-row CNN request is a 3.2 MB message, and serving it allocates several buffers of that size
-(gRPC's receive slices, the Python bytes, the parsed proto, the numpy input, TF's tensors). With
-glibc's defaults the freed top of the heap is trimmed right away, so the next request page-faults
-the same memory back in: measured on an echo server (no model), 5.2 ms of server CPU per 3.2 MB
-Predict, 2.1 ms with ``M_TOP_PAD`` = 16 MB. With 16 such requests in flight (and TF's own tensors
-for each) 16 MB was still trimmed away: 64 MB took the CNN's batch-1024 gRPC throughput with 16
-clients from 66-73k to 77-79k rows/s (A/B, 2 rounds each; 1 client and the peak RSS of ~1.15 GB
-unchanged). The cost is up to 64 MB of freed memory kept per malloc arena. Process-wide, so it
-is applied once; a ``MALLOC_TOP_PAD_`` set in the environment wins.
+A large batch request is a multi-megabyte message, and serving it allocates several buffers of
+that size (gRPC's receive slices, the Python bytes, the parsed proto, the numpy input, TF's
+tensors). With glibc's defaults the freed top of the heap is trimmed right away, so the next
+request page-faults the same memory back in. The pad is sized for many such requests in flight
+(a smaller pad was still trimmed away under concurrent load); the cost is up to
+:data:`TOP_PAD_BYTES` of freed memory kept per malloc arena. Process-wide, so it is applied
+once; a ``MALLOC_TOP_PAD_`` set in the environment wins.
 
 Setting any of these options freezes glibc's mmap threshold at its 128 KB start (it normally
 grows to the size of freed mmapped chunks), so every request-sized buffer would be a fresh
-``mmap`` that page-faults in and is unmapped on free: the threshold is raised to 32 MB (glibc's
-own maximum on 64-bit) too. MLP, 1024 rows (3.2 MB) per gRPC Predict, one client, A/B on the
-asyncio server: 65-68 -> 77 requests/s, 12.2 -> 10.5 ms of server CPU per request.
+``mmap`` that page-faults in and is unmapped on free: the threshold is raised to glibc's own
+maximum on 64-bit too. The measured gains are in README ("Server benchmark", where the time goes).
 """
 
 from __future__ import annotations

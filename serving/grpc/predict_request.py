@@ -30,7 +30,7 @@ __all__ = [
     "WirePredictRequest", "MalformedRequest", "read_predict_request", "predict_inputs", "request_reader",
 ]
 
-# Below this the generated (C) parser is cheaper than walking the wire in Python (1 row: 3 vs 13 us)
+# Below this the generated (C) parser is cheaper than walking the wire in Python
 _VIEW_MIN_BYTES = 1 << 16
 
 

@@ -1,4 +1,4 @@
-"""PredictionService and ModelService servicers (spec 5) on tensorflow-serving-api's messages.
+"""PredictionService and ModelService servicers (TF Serving compat spec §5) on tensorflow-serving-api's messages.
 
 A thin adapter over :class:`serving.data_plane.DataPlane`: each RPC decodes its request into the
 plane's values (a ModelRef, numpy inputs, example bytes), awaits the plane, and encodes the answer;

@@ -1,1 +1,1 @@
-"""REST frontend: TF Serving's /v1 HTTP API (spec 6)."""
+"""REST frontend: TF Serving's /v1 HTTP API (TF Serving compat spec §6)."""

@@ -1,4 +1,4 @@
-"""TF Serving's REST protocol (spec 6): routing, predict/classify/regress/status/metadata bodies.
+"""TF Serving's REST protocol (TF Serving compat spec §6): routing, predict/classify/regress/status/metadata bodies.
 
 A thin adapter over :class:`serving.data_plane.DataPlane`: :func:`handle` maps (method, path, body)
 to (HTTP status, JSON bytes) - decode the body, await the plane, encode its answer - so the HTTP

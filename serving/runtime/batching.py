@@ -1,6 +1,6 @@
 """Server-side batching (``--enable_batching``): merge concurrent runs into one session run.
 
-Mirrors TF Serving's batching session on a shared batch scheduler (spec 7): one queue per
+Mirrors TF Serving's batching session on a shared batch scheduler (TF Serving compat spec §7): one queue per
 signature (feed names, fetch names, dtypes and non-batch dims); tasks join the queue's open batch
 up to ``max_batch_size`` rows; a batch becomes runnable when full, when a newer batch was started
 behind it, or ``batch_timeout_micros`` after its first task arrived; at most ``num_batch_threads``
@@ -381,9 +381,8 @@ class Batcher:
     def _due(self, batch: _Batch, now: float) -> bool:
         """An underfull batch may start: its timeout passed, and with a zero timeout only while
         no batch runs. Rows arriving during a run then join the next batch instead of each
-        starting a run of their own on another thread (cnn, 16 one-row gRPC clients, 2 batch
-        threads: 1.4 rows per batch, ~650 rows/s; this way ~4 rows, ~1,000 rows/s); a full
-        batch still starts on any free thread."""
+        starting a run of their own on another thread (several rows per batch instead of about
+        one; README, "Server benchmark"); a full batch still starts on any free thread."""
         if now - batch.opened < self._timeout:
             return False
         return self._timeout > 0 or self._running == 0

@@ -2,7 +2,7 @@
 
 TF Serving feeds one DT_STRING element per example; with ``example_list_with_context`` each
 element is ``serialize(context) + serialize(example)``: concatenated protobuf encodings parse as a
-merge, so the example's features win over the context's (spec 5.2).
+merge, so the example's features win over the context's (TF Serving compat spec §5.2).
 """
 
 from __future__ import annotations

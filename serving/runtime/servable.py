@@ -136,7 +136,7 @@ class Servable:
 
         Raises ServingError subclasses with TF Serving's codes: NOT_FOUND (no SavedModel),
         UNIMPLEMENTED (legacy SessionBundle), INVALID_ARGUMENT (bad batching parameters),
-        warmup errors (spec 9).
+        warmup errors (TF Serving compat spec §9).
         """
         options = options or LoadOptions()
         path = Path(path)
@@ -277,7 +277,7 @@ class Servable:
         output_filter: Sequence[str] = (),
         timeout: float | None = None,
     ) -> dict[str, np.ndarray]:
-        """Predict (spec 5.1): run ``signature_name`` ("" = serving_default) on ``inputs``.
+        """Predict (TF Serving compat spec §5.1): run ``signature_name`` ("" = serving_default) on ``inputs``.
 
         Returns ``{output alias: ndarray}`` for the filtered (or all) outputs.
         """
@@ -473,7 +473,7 @@ class Servable:
     def classify(
         self, signature_name: str, examples: Sequence[bytes], timeout: float | None = None
     ) -> Classification:
-        """Classify (spec 5.2): serialized tf.Examples fed to the ``inputs`` alias."""
+        """Classify (TF Serving compat spec §5.2): serialized tf.Examples fed to the ``inputs`` alias."""
         name, signature = self._classify_signature(signature_name)
         input_name, fetches = self._classification_tensors(signature)
         tensor = self._examples_tensor(examples)
@@ -484,7 +484,7 @@ class Servable:
     def regress(
         self, signature_name: str, examples: Sequence[bytes], timeout: float | None = None
     ) -> np.ndarray:
-        """Regress (spec 5.2): one float32 value per example, shape [batch]."""
+        """Regress (TF Serving compat spec §5.2): one float32 value per example, shape [batch]."""
         name, signature = self._classify_signature(signature_name)
         input_name, fetches = self._regression_tensors(signature)
         tensor = self._examples_tensor(examples)
@@ -498,7 +498,7 @@ class Servable:
         examples: Sequence[bytes],
         timeout: float | None = None,
     ) -> list[Classification | np.ndarray]:
-        """MultiInference (spec 5.3): several classify/regress signatures, one session run.
+        """MultiInference (TF Serving compat spec §5.3): several classify/regress signatures, one session run.
 
         ``tasks`` = ``(signature_name, method_name)`` in request order; results in that order.
         (Model-name checks across tasks are the frontend's job: it knows the model specs.)

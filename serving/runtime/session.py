@@ -1,7 +1,7 @@
 """A SavedModel MetaGraph loaded into a TF1 Session and run by tensor name, as TF Serving does.
 
 TF Serving feeds signature inputs straight into the graph by tensor name and never checks fed
-shapes against the placeholders' static shapes (spec 3.3). Python's ``Session.run`` and
+shapes against the placeholders' static shapes (TF Serving compat spec §3.3). Python's ``Session.run`` and
 ``make_callable`` do check, and ``tf.saved_model.load`` refuses some valid TF1 exports, so this
 module loads with the TF1 loader and runs through the C-level session API
 (``TF_SessionRunCallable`` with cached callables, ``TF_SessionRun_wrapper`` when a per-call

@@ -1,4 +1,4 @@
-"""SavedModel warmup: replay ``assets.extra/tf_serving_warmup_requests`` after loading (spec 9).
+"""SavedModel warmup: replay ``assets.extra/tf_serving_warmup_requests`` after loading (TF Serving compat spec §9).
 
 The file is a TFRecord of serialized ``tensorflow.serving.PredictionLog``; each record's request
 runs against the freshly loaded servable (responses are ignored). Any failure fails the load, with

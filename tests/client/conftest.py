@@ -50,7 +50,7 @@ def server(model_base: Path, tf_serving_testdata: Path) -> Iterator[Any]:
 
     config = model_base / "models.config"
     config.write_text(model_config(model_base, tf_serving_testdata / "saved_model_half_plus_two_cpu"))
-    # TF Serving refuses labels in the startup config unless this flag is set (spec 2.4).
+    # TF Serving refuses labels in the startup config unless this flag is set (TF Serving compat spec §2.4).
     wait_for = [("dtypes", 1), ("multi", 1), ("multi", 2), ("keras", 1), ("half", 123)]
     with start_model_server(model_config_file=str(config), timeout=180,
                             extra_args=["--allow_version_labels_for_unavailable_models=true"],

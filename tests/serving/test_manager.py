@@ -1,4 +1,5 @@
-"""ModelManager in-process with real Servables: drain before close, retries, label rules (spec 2.4, 3)."""
+"""ModelManager in-process with real Servables: drain before close, retries, label rules
+(TF Serving compat spec §2.4, 3)."""
 
 from __future__ import annotations
 

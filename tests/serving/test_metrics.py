@@ -1,4 +1,5 @@
-"""The Prometheus page's names and values (spec 8) and the int64 reading behind ReloadConfig's metric_names."""
+"""The Prometheus page's names and values (TF Serving compat spec §8) and the int64 reading behind
+ReloadConfig's metric_names."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Process behaviour of tfship-model-server: flags, start failures, SIGTERM drain (spec 1)."""
+"""Process behaviour of tfship-model-server: flags, start failures, SIGTERM drain (TF Serving compat spec §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Config reload by file polling and by ModelService/HandleReloadConfigRequest (spec 2.3-2.5, 5.6)."""
+"""Config reload by file polling and by ModelService/HandleReloadConfigRequest
+(TF Serving compat spec §2.3-2.5, 5.6)."""
 
 from __future__ import annotations
 

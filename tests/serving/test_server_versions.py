@@ -1,4 +1,4 @@
-"""Version discovery, policies and availability-preserving transitions (spec 3) on a live server."""
+"""Version discovery, policies and availability-preserving transitions (TF Serving compat spec §3) on a live server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""numpy <-> TF Serving JSON: formatting and conversion rules of spec section 6.2."""
+"""numpy <-> TF Serving JSON: formatting and conversion rules of TF Serving compat spec §6.2."""
 
 from __future__ import annotations
 

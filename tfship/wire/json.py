@@ -1,6 +1,6 @@
 """numpy <-> TF Serving REST JSON, shared by the REST server and the REST client.
 
-TF Serving's JSON rules (spec section 6.2): tensors are nested lists, shape from nesting; floats
+TF Serving's JSON rules (TF Serving compat spec §6.2): tensors are nested lists, shape from nesting; floats
 print as the shortest round-tripping decimal of their own precision with whole numbers as ``3.0``;
 non-finite floats are the bare tokens ``NaN``, ``Infinity``, ``-Infinity`` (not valid JSON, but what
 TF Serving reads and writes); binary strings travel as ``{"b64": "<base64>"}``.

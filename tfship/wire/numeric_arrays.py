@@ -2,8 +2,8 @@
 with ``numeric_arrays=True``).
 
 A :predict body is mostly a few big arrays of decimal numbers. orjson makes a Python float of
-each number and numpy then walks the nested lists (55 ms for a 1024 x 784 float batch); simdjson
-parses the array and flattens it to doubles in C (15 ms), correctly rounded like orjson. What its
+each number and numpy then walks the nested lists; simdjson parses the array and flattens it to
+doubles in C (several times faster; README, "Server benchmark"), correctly rounded like orjson. What its
 Python API does not give is the nesting (as_buffer flattens [[1, 2], [3]] like [[1], [2, 3]]), so
 the regularity of each array is proved separately, exactly, before it becomes an ndarray.
 
@@ -33,9 +33,9 @@ try:
 except ImportError:  # pragma: no cover - tests switch _HAVE_SIMDJSON off instead
     _HAVE_SIMDJSON = False
 
-MIN_BYTES = 1 << 16  # smaller flat arrays parse about as fast the usual way (orjson: 26 vs 58 us at 8 KB)
-# ... but not small deeply nested ones: an image batch has a list per pixel, and orjson builds each
-# (one 28x28x1 row, 10 KB: 156 -> 72 us). At one '[' per LIST_BYTES or less, arrays from this
+MIN_BYTES = 1 << 16  # smaller flat arrays parse as fast or faster the usual way (orjson)
+# ... but not small deeply nested ones: an image batch has a list per pixel, and orjson builds each.
+# At one '[' per LIST_BYTES or less, arrays from this
 # size on take the fast path.
 NESTED_MIN_BYTES = 1 << 12
 LIST_BYTES = 64

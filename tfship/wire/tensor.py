@@ -7,7 +7,7 @@ protobuf *wire format* directly instead of going through Python-level repeated f
 Why the wire format: ``float_val`` and friends are packed repeated fields, i.e. on the wire they
 are one length-prefixed run of little-endian values. Building that run with numpy and handing it to
 the C parser (``MergeFromString``) is a byte copy; ``proto.float_val.extend(list)`` is a Python loop
-(~35x slower). Reading is the mirror image: serialize the (C-held) message and view the packed run
+(far slower). Reading is the mirror image: serialize the (C-held) message and view the packed run
 with ``np.frombuffer``. Varint fields (``int_val``, ``int64_val`` ...) are encoded and decoded with
 vectorized numpy, never per element.
 

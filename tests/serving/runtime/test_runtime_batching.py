@@ -1,4 +1,4 @@
-"""Server-side batching (spec 7): merged runs, identical results, queue bounds, padding."""
+"""Server-side batching (TF Serving compat spec §7): merged runs, identical results, queue bounds, padding."""
 
 from __future__ import annotations
 

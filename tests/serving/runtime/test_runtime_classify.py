@@ -1,4 +1,4 @@
-"""Classify / Regress / MultiInference semantics and tf.Example inputs (spec 5.2, 5.3)."""
+"""Classify / Regress / MultiInference semantics and tf.Example inputs (TF Serving compat spec §5.2, 5.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Loading SavedModels the TF Serving way and Predict semantics (spec 3.3, 5.1)."""
+"""Loading SavedModels the TF Serving way and Predict semantics (TF Serving compat spec §3.3, 5.1)."""
 
 from __future__ import annotations
 

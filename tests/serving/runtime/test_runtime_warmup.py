@@ -1,4 +1,4 @@
-"""Warmup replay of assets.extra/tf_serving_warmup_requests (spec 9)."""
+"""Warmup replay of assets.extra/tf_serving_warmup_requests (TF Serving compat spec §9)."""
 
 from __future__ import annotations
 
