@@ -32,7 +32,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tfship.deploy.swap import SwapOptions, SwapRecord, _Plan, _report_dict, _Staged
+from tfship.deploy.plan import (
+    ServingClient,
+    Staged,
+    SwapOptions,
+    SwapPlan,
+    SwapRecord,
+    reload_config,
+    report_dict,
+)
 
 from tfship.errors import NotFoundError, ServingError, SwapError, TfshipError, UnavailableError, error_for_code
 
@@ -76,7 +84,7 @@ class _Fleet:
 
     def _probe(self, handles: Sequence[Any]) -> list[Any]:
         """The replicas that answer now; refuse when fewer than ``min_replicas`` do."""
-        def answers(handle: Any) -> str | None:
+        def answers(handle: ServingClient) -> str | None:
             try:
                 handle.status(self.name, timeout=5.0)
                 return None
@@ -104,7 +112,7 @@ class _Fleet:
         """Run ``fn(replica)`` on every live replica at once; fail naming every replica that failed."""
         failures: list[str] = []
 
-        def run(handle: Any) -> Any:
+        def run(handle: ServingClient) -> Any:
             try:
                 return fn(handle)
             except TfshipError as exc:
@@ -122,7 +130,7 @@ class _Fleet:
 
     def wait_available(self, version: int) -> None:
         """Every live replica reports ``version`` AVAILABLE (its load error, or silence, fails it)."""
-        def wait(handle: Any) -> None:
+        def wait(handle: ServingClient) -> None:
             _wait_replica_available(handle, self.name, version, self.options.timeout)
             if self.published_at is not None:
                 with self._lock:
@@ -134,7 +142,7 @@ class _Fleet:
         self.client.close()
 
 
-def _wait_replica_available(handle: Any, model: str, version: int, timeout: float,
+def _wait_replica_available(handle: ServingClient, model: str, version: int, timeout: float,
                             silent_limit: float = 5.0) -> None:
     """Poll one replica until ``version`` is AVAILABLE; its load error fails at once, and so does a
     replica that stops answering for ``silent_limit`` s (instead of being waited for until ``timeout``)."""
@@ -163,7 +171,7 @@ def _wait_replica_available(handle: Any, model: str, version: int, timeout: floa
         delay = min(delay * 1.5, 0.5)
 
 
-def _wait_replica(handle: Any, condition: Callable[[Any], bool], what: str, timeout: float,
+def _wait_replica(handle: ServingClient, condition: Callable[[Any], bool], what: str, timeout: float,
                   silent_limit: float = 5.0) -> None:
     """Poll ``condition(handle)`` until true; fail on timeout or when the replica stops answering."""
     deadline = time.monotonic() + timeout
@@ -216,8 +224,8 @@ class _FleetView:
         self.fleet.close()
 
 
-class FleetPlan(_Plan):
-    """:class:`tfship.deploy.swap._Plan` over several replicas (see the module doc)."""
+class FleetPlan(SwapPlan):
+    """:class:`tfship.deploy.plan.SwapPlan` over several replicas (see the module doc)."""
 
     fleet: _Fleet
 
@@ -225,7 +233,7 @@ class FleetPlan(_Plan):
         self.fleet = _Fleet(self.options, self.name)
         return _FleetView(self.fleet)
 
-    def current_default(self, client: Any) -> int | None:
+    def current_default(self, client: ServingClient) -> int | None:
         """The version every live replica's unlabelled requests (or the label) resolve to.
 
         Replicas that disagree (a swap half done by hand, a replica with its own storage) stop
@@ -234,7 +242,7 @@ class FleetPlan(_Plan):
         if self.options.label is not None:
             return super().current_default(client)
 
-        def default(handle: Any) -> int | None:
+        def default(handle: ServingClient) -> int | None:
             available = [v.version for v in handle.status(self.name) if v.available]
             return max(available) if available else None
 
@@ -245,17 +253,17 @@ class FleetPlan(_Plan):
                             "wait until they agree (`tfship status`) or roll back first.")
         return defaults[0] if defaults else None
 
-    def promote(self, client: Any, current: int | None, staged: _Staged) -> SwapRecord:
+    def promote(self, client: ServingClient, current: int | None, staged: Staged) -> SwapRecord:
         self.fleet.published_at = time.monotonic()
         return super().promote(client, current, staged)
 
-    def _server_parity(self, client: Any, staged: _Staged) -> dict[str, Any]:
+    def _server_parity(self, client: ServingClient, staged: Staged) -> dict[str, Any]:
         from tfship.client.parity import check_parity
 
-        def parity(handle: Any) -> dict[str, Any]:
+        def parity(handle: ServingClient) -> dict[str, Any]:
             report = check_parity(handle, self.name, self.model_dir / str(staged.version),
                                   version=staged.version, tolerances=self.options.tolerances)
-            summary = _report_dict(report)
+            summary = report_dict(report)
             self.fleet.results[handle.url].parity = summary
             if not report.ok:
                 raise SwapError(f"served outputs differ from the reference: {report.text().splitlines()[0]}")
@@ -271,21 +279,19 @@ class FleetPlan(_Plan):
                                  "max_rel": max(prev["max_rel"], out["max_rel"]), "ok": prev["ok"] and out["ok"]}
         return {"ok": True, "rows": reports[0]["rows"], "replicas": len(reports), "outputs": outputs}
 
-    def _wait_default(self, client: Any, version: int) -> None:
+    def _wait_default(self, client: ServingClient, version: int) -> None:
         self.fleet.each(f"serving version {version} by default", lambda h: _wait_replica(
             h, lambda r: r.metadata(self.name).version == version,
             f"unlabelled requests to resolve to version {version}", self.options.timeout))
 
-    def _wait_label(self, client: Any, label: str, version: int) -> None:
+    def _wait_label(self, client: ServingClient, label: str, version: int) -> None:
         self.fleet.each(f"moving label {label!r}", lambda h: _wait_replica(
             h, lambda r: r.metadata(self.name, label=label).version == version,
             f"label {label!r} to resolve to version {version}", self.options.timeout))
 
     def _reload(self, text: str) -> None:
-        from tfship.deploy.swap import _reload_config
-
         self.fleet.each("pushing the model config",
-                        lambda handle: _reload_config(handle.url, text, self.options.timeout))
+                        lambda handle: reload_config(handle.url, text, self.options.timeout))
 
     def record(self, record: SwapRecord) -> SwapRecord:
         return super().record(self._with_replicas(record))
@@ -336,7 +342,7 @@ def fleet_status(url: str | Sequence[str], model: str, *, timeout: float = 10.0)
     from tfship.client import ClientConfig, connect
 
     with connect(url, ClientConfig(timeout=timeout)) as client:
-        def one(handle: Any) -> ReplicaStatus:
+        def one(handle: ServingClient) -> ReplicaStatus:
             try:
                 return ReplicaStatus(handle.url, handle.status(model))
             except ServingError as exc:

@@ -240,13 +240,7 @@ def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 
 
 # Arrows between layers only point down, so a circle never leaves its layer: one case per layer.
-@pytest.mark.parametrize("checked", [
-    "ground", "export", "serving", "client",
-    # deploy/fleet.py subclasses swap._Plan and swap.py picks fleet.FleetPlan: the second delivery of
-    # issue 23 gives the plan machinery its own module. strict: this fails once the circle is gone.
-    pytest.param("deploy", marks=pytest.mark.xfail(strict=True, reason="swap <-> fleet, issue 23")),
-    "cli",
-])
+@pytest.mark.parametrize("checked", ["ground", "export", "serving", "client", "deploy", "cli"])
 def test_no_import_circles(checked: str) -> None:
     found = [sorted(c) for c in cycles(import_graph(_modules())) if layer(min(c)) == checked]
     assert not found, ("modules importing each other in a circle (lazy imports count; give what they share "
