@@ -52,6 +52,9 @@ __all__ = ["BaseClient", "Client", "ModelRef", "Inputs", "Outputs"]
 
 T = TypeVar("T")
 
+#: What errors of a config reload name as their model: a reload addresses every model at once.
+CONFIG_REF = ModelRef("(model config)")
+
 
 class BaseClient:
     """What the blocking and the asyncio clients share: config, metadata cache, and every step
@@ -358,6 +361,9 @@ class Client(BaseClient, abc.ABC):
     def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]: ...
 
     @abc.abstractmethod
+    def _reload_config(self, config: str, timeout: float | None) -> None: ...
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Close channels / connection pools (and replica handles). The client cannot be used afterwards."""
 
@@ -464,6 +470,17 @@ class Client(BaseClient, abc.ABC):
         """Every version the server knows for ``model`` (newest first), with its state."""
         ref = ModelRef(model, version)
         return self._call(ref, lambda left: self._status(ref, left), self._timeout(timeout), explain=False)
+
+    def reload_config(self, config: str, *, timeout: float | None = None) -> None:
+        """Replace the server's whole model config (ModelService/HandleReloadConfigRequest).
+
+        ``config`` is a ``ModelServerConfig`` in text format, what ``--model_config_file`` holds.
+        The server loads and unloads to match it and keeps its old config when it refuses the new
+        one (the error is raised here). gRPC only: TF Serving's REST API has no reload, so a REST
+        client raises :class:`~tfship.errors.UnimplementedError`.
+        """
+        self._call(CONFIG_REF, lambda left: self._reload_config(config, left), self._timeout(timeout),
+                   explain=False)
 
     def wait_until_available(self, model: str, version: int | None = None, *,
                              timeout: float = 60.0, poll_interval: float = 0.1) -> int:

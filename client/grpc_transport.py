@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 import numpy as np
-from tfship.client.base import Client, ModelRef
+from tfship.client.base import CONFIG_REF, Client, ModelRef
 from tfship.client.config import ClientConfig, TlsConfig
 from tfship.client.endpoints import Endpoint, Target, is_ip_literal, resolve_addresses
 from tfship.client.examples import input_proto
@@ -38,7 +38,7 @@ from tfship.wire.protos import serving_wire_pb2 as pb
 __all__ = [
     "GrpcClient", "METHODS", "predict_request", "channel_target", "channel_setup", "replica_target", "rpc_error",
     "examples_request", "decode_classify", "decode_regress", "metadata_request", "decode_metadata",
-    "status_request", "decode_status",
+    "status_request", "decode_status", "reload_request", "decode_reload",
 ]
 
 METHODS = {
@@ -47,6 +47,7 @@ METHODS = {
     "Regress": "/tensorflow.serving.PredictionService/Regress",
     "GetModelMetadata": "/tensorflow.serving.PredictionService/GetModelMetadata",
     "GetModelStatus": "/tensorflow.serving.ModelService/GetModelStatus",
+    "HandleReloadConfigRequest": "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
 }
 
 
@@ -217,6 +218,27 @@ def decode_status(raw: bytes) -> list[VersionStatus]:
     ]
 
 
+def reload_request(config: str) -> bytes:
+    """Serialized ReloadConfigRequest from a text-format ModelServerConfig."""
+    from google.protobuf import text_format
+
+    request = pb.ReloadConfigRequest()
+    try:
+        text_format.Parse(config, request.config)
+    except text_format.ParseError as exc:
+        raise InvalidArgumentError(
+            f"The model config is not a text-format ModelServerConfig: {exc}",
+            hint="Write it as a --model_config_file holds it: model_config_list { config { ... } }") from None
+    return request.SerializeToString()
+
+
+def decode_reload(raw: bytes) -> None:
+    """Raise the server's refusal carried in a ReloadConfigResponse's status (gRPC status was OK)."""
+    status = pb.ReloadConfigResponse.FromString(raw).status
+    if status.error_code:
+        raise error_for_code(status.error_code, status.error_message)
+
+
 class GrpcClient(Client):
     """Client over gRPC (``grpc://host:port``, or ``grpcs://`` for TLS); over several replicas
     one channel per replica, each attempt sent to the replica the client picked for it."""
@@ -284,6 +306,9 @@ class GrpcClient(Client):
 
     def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]:
         return decode_status(self._invoke("GetModelStatus", status_request(ref), timeout, ref))
+
+    def _reload_config(self, config: str, timeout: float | None) -> None:
+        decode_reload(self._invoke("HandleReloadConfigRequest", reload_request(config), timeout, CONFIG_REF))
 
     def close(self) -> None:
         self._close_replicas()

@@ -36,6 +36,7 @@ from tfship.errors import (
     InvalidArgumentError,
     ServingError,
     UnavailableError,
+    UnimplementedError,
     code_for_http_status,
     error_for_code,
 )
@@ -45,7 +46,7 @@ from tfship.wire.json import decode_value, dumps, encode_value, loads
 __all__ = [
     "RestClient", "RestReplicas", "metadata_from_json", "status_from_json", "model_path", "http_client_options",
     "request_options", "read_response", "predict_body", "decode_predict",
-    "examples_body", "decode_classify", "decode_regress",
+    "examples_body", "decode_classify", "decode_regress", "reload_unimplemented",
 ]
 
 
@@ -235,6 +236,12 @@ def decode_regress(doc: Any) -> np.ndarray:
     return np.asarray(doc.get("results", []), dtype=np.float32)
 
 
+def reload_unimplemented(url: str) -> ServingError:
+    """TF Serving's REST API has no config reload (only ModelService over gRPC has)."""
+    return UnimplementedError(f"{url} is a REST endpoint, and TF Serving's REST API cannot reload the model config.",
+                              hint="Connect to the server's gRPC port (grpc://HOST:8500) to reload its config.")
+
+
 class RestClient(Client):
     """Client over TF Serving's REST API (``http://host:port`` or ``https://``); over several
     replicas each call goes to the next one in turn (see :class:`RestReplicas`)."""
@@ -288,6 +295,9 @@ class RestClient(Client):
 
     def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]:
         return status_from_json(self._request("GET", model_path(ref), ref, timeout))
+
+    def _reload_config(self, config: str, timeout: float | None) -> None:
+        raise reload_unimplemented(self.url)
 
     def close(self) -> None:
         self._close_replicas()

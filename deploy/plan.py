@@ -536,20 +536,9 @@ def report_dict(report: Any) -> dict[str, Any]:
 
 def reload_config(url: str, text: str, timeout: float) -> None:
     """HandleReloadConfigRequest with the full config (TF Serving replaces its config with it)."""
-    import grpc
-    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
-    from tfship.serving.config.model_config import parse_model_config
-
-    from tfship.errors import error_for_code
+    from tfship.client import connect
 
     if not url.startswith("grpc://"):
         raise SwapError(f"reload='grpc' needs a grpc:// URL, got {url!r}; or use reload='poll'.")
-    request = model_management_pb2.ReloadConfigRequest(config=parse_model_config(text))
-    with grpc.insecure_channel(url[len("grpc://"):]) as channel:
-        stub = model_service_pb2_grpc.ModelServiceStub(channel)
-        try:
-            response = stub.HandleReloadConfigRequest(request, timeout=timeout)
-        except grpc.RpcError as exc:
-            raise error_for_code(exc.code().value[0], exc.details() or "reload failed") from None
-    if response.status.error_code != 0:
-        raise error_for_code(response.status.error_code, response.status.error_message)
+    with connect(url) as client:
+        client.reload_config(text, timeout=timeout)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-from tfship.client.base import BaseClient, Inputs, ModelRef, Outputs
+from tfship.client.base import CONFIG_REF, BaseClient, Inputs, ModelRef, Outputs
 from tfship.client.config import ClientConfig
 from tfship.client.endpoints import Endpoint, Target
 from tfship.client.resilience import Attempt, CallAttempts, attempt_to
@@ -59,6 +59,9 @@ class AsyncClient(BaseClient, abc.ABC):
 
     @abc.abstractmethod
     async def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]: ...
+
+    @abc.abstractmethod
+    async def _reload_config(self, config: str, timeout: float | None) -> None: ...
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -145,6 +148,11 @@ class AsyncClient(BaseClient, abc.ABC):
         """Every version the server knows for ``model`` (newest first), with its state."""
         ref = ModelRef(model, version)
         return await self._call(ref, lambda left: self._status(ref, left), self._timeout(timeout), explain=False)
+
+    async def reload_config(self, config: str, *, timeout: float | None = None) -> None:
+        """Replace the server's whole model config; see :meth:`tfship.client.Client.reload_config`."""
+        await self._call(CONFIG_REF, lambda left: self._reload_config(config, left), self._timeout(timeout),
+                         explain=False)
 
     async def wait_until_available(self, model: str, version: int | None = None, *,
                                    timeout: float = 60.0, poll_interval: float = 0.1) -> int:

@@ -10,7 +10,7 @@ import grpc
 import grpc.aio
 import numpy as np
 from tfship.client.aio.base import AsyncClient
-from tfship.client.base import ModelRef
+from tfship.client.base import CONFIG_REF, ModelRef
 from tfship.client.config import ClientConfig
 from tfship.client.endpoints import Endpoint, Target
 from tfship.client.grpc_transport import (
@@ -19,10 +19,12 @@ from tfship.client.grpc_transport import (
     decode_classify,
     decode_metadata,
     decode_regress,
+    decode_reload,
     decode_status,
     examples_request,
     metadata_request,
     predict_request,
+    reload_request,
     replica_target,
     rpc_error,
     status_request,
@@ -101,6 +103,10 @@ class AsyncGrpcClient(AsyncClient):
 
     async def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]:
         return decode_status(await self._invoke("GetModelStatus", status_request(ref), timeout, ref))
+
+    async def _reload_config(self, config: str, timeout: float | None) -> None:
+        request = reload_request(config)
+        decode_reload(await self._invoke("HandleReloadConfigRequest", request, timeout, CONFIG_REF))
 
     async def close(self) -> None:
         await self._close_replicas()

@@ -23,6 +23,7 @@ from tfship.client.rest_transport import (
     model_path,
     predict_body,
     read_response,
+    reload_unimplemented,
     request_options,
     status_from_json,
 )
@@ -82,6 +83,9 @@ class AsyncRestClient(AsyncClient):
 
     async def _status(self, ref: ModelRef, timeout: float | None) -> list[VersionStatus]:
         return status_from_json(await self._request("GET", model_path(ref), ref, timeout))
+
+    async def _reload_config(self, config: str, timeout: float | None) -> None:
+        raise reload_unimplemented(self.url)
 
     async def close(self) -> None:
         await self._close_replicas()

@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,6 +169,27 @@ def test_both_clients_give_up_alike_when_the_server_is_down(scheme: str) -> None
         assert hint == f"Gave up after 2 attempt(s) to {url}: is the server running and listening on that port?"
     # the transport's own words differ between httpx's sync and async stacks; the client's do not
     assert {a[3] for a in answers.values()} == {answers["sync"][3]}
+
+
+def test_reload_config_alike(server: Any, model_base: Path) -> None:
+    same = (model_base / "models.config").read_text()  # the server's own config: reloading changes nothing
+    reload = Case("reload_config", (same,), {"timeout": 60})
+    assert outcome(run_sync, server.grpc_url, reload) == outcome(run_async, server.grpc_url, reload) == ("ok", None)
+    listed_twice = '\n  config { name: "multi" base_path: "/x" model_platform: "tensorflow" }'
+    twice = same.replace("model_config_list {", "model_config_list {" + listed_twice, 1)
+    refused = [outcome(driver, server.grpc_url, Case("reload_config", (twice,))) for driver in (run_sync, run_async)]
+    assert refused[0] == refused[1] and refused[0][1] == "InvalidArgumentError", refused
+    assert "multi" in refused[0][2]
+    unparsable = [outcome(driver, server.grpc_url, Case("reload_config", ("model_config_list { nope: 1 }",)))
+                  for driver in (run_sync, run_async)]
+    assert unparsable[0] == unparsable[1] and unparsable[0][1] == "InvalidArgumentError", unparsable
+    assert "not a text-format ModelServerConfig" in unparsable[0][2]
+    over_rest = [outcome(driver, server.rest_url, Case("reload_config", (same,))) for driver in (run_sync, run_async)]
+    assert over_rest[0] == over_rest[1] and over_rest[0][1] == "UnimplementedError", over_rest
+    assert "grpc://" in over_rest[0][3]
+    # the refused reloads left the config as it was
+    with sync_connect(server.grpc_url) as client:
+        assert [v.version for v in client.status("multi")] == [2, 1]
 
 
 def test_replicas_alike(server: Any) -> None:

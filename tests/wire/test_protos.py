@@ -105,7 +105,26 @@ def _ours() -> dict[str, object]:
         "get_model_status_pb2.GetModelStatusRequest": pb.GetModelStatusRequest(model_spec=spec),
         "get_model_status_pb2.GetModelStatusResponse": status,
         "get_model_metadata_pb2.GetModelMetadataResponse": meta,
+        "model_management_pb2.ReloadConfigRequest": _reload_request(),
+        "model_management_pb2.ReloadConfigResponse": pb.ReloadConfigResponse(
+            status=pb.StatusProto(error_code=3, error_message="bad"),
+            metric=[pb.Metric(name="m", int64_value_increase=2)]),
     }
+
+
+def _reload_request() -> object:
+    request = pb.ReloadConfigRequest(metric_names=["m"])
+    config = request.config.model_config_list.config.add(name="m", base_path="/m", model_platform="tensorflow",
+                                                         model_type=pb.TENSORFLOW)
+    config.model_version_policy.specific.versions.extend([1, 2])
+    config.version_labels["stable"] = 1
+    config.logging_config.log_collector_config.type = "t"
+    config.logging_config.sampling_config.sampling_rate = 0.5
+    config.logging_config.sampling_config.per_task_sampling_configs.add(dc="x", task_index=1, sampling_rate=0.1)
+    other = request.config.model_config_list.config.add(name="n", base_path="/n")
+    other.model_version_policy.latest.num_versions = 2
+    request.config.model_config_list.config.add(name="o", base_path="/o").model_version_policy.all.SetInParent()
+    return request
 
 
 @pytest.mark.parametrize("official", sorted(_ours()))
