@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 
 from tfship.errors import InvalidArgumentError
-from tfship.wire.tensor import iter_fields
+from tfship.wire.fields import iter_fields, len_field
 
 __all__ = ["add_profiler_service", "MAX_DURATION_MS"]
 
@@ -49,17 +49,8 @@ def _parse(raw: bytes) -> dict[int, Any]:
 def _response(empty: bool, xspace: bytes | None) -> bytes:
     out = bytearray([_EMPTY_TRACE << 3, 1 if empty else 0])
     if xspace is not None:
-        out += _varint(_XSPACE << 3 | 2) + _varint(len(xspace)) + xspace
+        out += len_field(_XSPACE, xspace)
     return bytes(out)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def _capture(duration_s: float) -> bytes:
