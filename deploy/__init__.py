@@ -3,7 +3,8 @@
 * :mod:`tfship.deploy.launch` - start ``tfship-model-server`` as a subprocess or a server container
   and wait until every model is AVAILABLE (one readiness wait: GetModelStatus through the client);
 * :mod:`tfship.deploy.docker` - ``Dockerfile.serving`` build contexts, image builds, containers;
-* :mod:`tfship.deploy.swap` (+ ``history``, ``traffic``) - verified hot-swap and rollback;
+* :mod:`tfship.deploy.swap` (+ ``history``, ``traffic``) - verified hot-swap and rollback, its steps in
+  :mod:`tfship.deploy.plan` (shared with the fleet);
 * :mod:`tfship.deploy.fleet` - the same over every replica of a fleet; :mod:`tfship.deploy.local_fleet`
   (+ :mod:`tfship.deploy.nginx`) - N replicas on loopback with nginx in front;
 * :mod:`tfship.deploy.demo` - ``tfship demo``; :mod:`tfship.deploy.pytest_plugin` - the pytest fixtures;
