@@ -11,7 +11,7 @@ array([2.5, 3. ], dtype=float32)
 * :func:`connect` - ``grpc://``, ``grpcs://``, ``http://``, ``https://`` -> :class:`Client`; ``v2+`` in
   front (``v2+grpc://``, ``v2+http://``) for the Open Inference Protocol (Triton, KServe, MLServer)
 * :meth:`Client.predict` / ``classify`` / ``regress`` / ``metadata`` / ``status`` /
-  ``wait_until_available`` / ``predict_batches``
+  ``wait_until_available`` / ``predict_batches`` / ``reload_config``
 * :func:`predict_batches` - large inputs in ordered, concurrent batches
 * :meth:`Client.batcher` - many concurrent small calls merged into one request (:mod:`tfship.client.batcher`)
 * :mod:`tfship.client.aio` - the same API for asyncio (imported only when used)
