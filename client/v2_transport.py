@@ -51,7 +51,7 @@ from tfship.wire.protos import open_inference_pb2 as pb
 
 __all__ = [
     "V2GrpcClient", "V2RestClient", "V2_METHODS", "infer_request", "prediction", "metadata_from_v2",
-    "model_path", "read_answer", "unsupported", "version_string", "status_from_readiness",
+    "model_path", "read_answer", "unsupported", "reload_unsupported", "version_string", "status_from_readiness",
 ]
 
 SERVICE = "inference.GRPCInferenceService"
@@ -71,6 +71,13 @@ def version_string(ref: ModelRef) -> str:
     if ref.version is not None:
         return str(int(ref.version))
     return ref.label or ""
+
+
+def reload_unsupported(url: str) -> ServingError:
+    """The Open Inference Protocol has no config reload (only TF Serving's gRPC ModelService has)."""
+    return UnimplementedError(
+        f"{url} is a V2 URL, and the Open Inference Protocol (V2) cannot reload the model config.",
+        hint="Connect to the server's TF Serving gRPC port (grpc://HOST:8500) to reload its config.")
 
 
 def unsupported(what: str, url: str) -> ServingError:
@@ -220,6 +227,9 @@ class V2GrpcClient(Client):
     def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any, timeout: float | None) -> np.ndarray:
         raise unsupported("Regress", self.url)
 
+    def _reload_config(self, config: str, timeout: float | None) -> None:
+        raise reload_unsupported(self.url)
+
     def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
         return grpc_metadata(self._invoke("ModelMetadata", grpc_metadata_request(ref), timeout, ref), ref)
 
@@ -279,6 +289,9 @@ class V2RestClient(Client):
 
     def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any, timeout: float | None) -> np.ndarray:
         raise unsupported("Regress", self.url)
+
+    def _reload_config(self, config: str, timeout: float | None) -> None:
+        raise reload_unsupported(self.url)
 
     def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
         doc = read_answer(self._send("GET", model_path(ref), ref, timeout), ref)

@@ -30,11 +30,12 @@ from tfship.client.v2_transport import (
     prediction,
     read_answer,
     ready_answer,
+    reload_unsupported,
     status_from_readiness,
     unsupported,
 )
 
-from tfship.errors import InvalidArgumentError, UnavailableError
+from tfship.errors import InvalidArgumentError, NotFoundError, UnavailableError
 from tfship.wire import v2
 from tfship.wire.protos import open_inference_pb2 as pb
 
@@ -74,6 +75,9 @@ class AsyncV2GrpcClient(AsyncClient):
                        timeout: float | None) -> np.ndarray:
         raise unsupported("Regress", self.url)
 
+    async def _reload_config(self, config: str, timeout: float | None) -> None:
+        raise reload_unsupported(self.url)
+
     async def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
         return grpc_metadata(await self._invoke("ModelMetadata", grpc_metadata_request(ref), timeout, ref), ref)
 
@@ -88,6 +92,11 @@ class AsyncV2GrpcClient(AsyncClient):
         raw = await self._invoke("ModelMetadata", grpc_metadata_request(ref), timeout, ref)
         versions = list(pb.ModelMetadataResponse.FromString(raw).versions) or [""]
         return status_from_readiness([(v, await self._ready(ref.name, v, timeout, ref)) for v in versions])
+
+    async def server_ready(self, timeout: float | None = None) -> bool:
+        """V2 ServerReady: the server is up and every model it serves is ready."""
+        raw = await self._invoke("ServerReady", pb.ServerReadyRequest().SerializeToString(), timeout, ModelRef("-"))
+        return bool(pb.ServerReadyResponse.FromString(raw).ready)
 
     async def close(self) -> None:
         await self._close_replicas()
@@ -131,6 +140,9 @@ class AsyncV2RestClient(AsyncClient):
                        timeout: float | None) -> np.ndarray:
         raise unsupported("Regress", self.url)
 
+    async def _reload_config(self, config: str, timeout: float | None) -> None:
+        raise reload_unsupported(self.url)
+
     async def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
         doc = read_answer(await self._send("GET", model_path(ref), ref, timeout), ref)
         if not isinstance(doc, dict):
@@ -148,6 +160,13 @@ class AsyncV2RestClient(AsyncClient):
         versions = ([str(v) for v in (doc.get("versions") or [])] if isinstance(doc, dict) else []) or [""]
         return status_from_readiness(
             [(v, await self._ready(ModelRef(ref.name, int(v)) if v.isdigit() else ref, timeout)) for v in versions])
+
+    async def server_ready(self, timeout: float | None = None) -> bool:
+        """``GET /v2/health/ready``: the server is up and every model it serves is ready."""
+        try:
+            return (await self._send("GET", "/v2/health/ready", ModelRef("-"), timeout)).status_code == 200
+        except NotFoundError:
+            return False
 
     async def close(self) -> None:
         await self._close_replicas()

@@ -152,10 +152,24 @@ def test_call_keeps_the_contract(driver: str, name: str, url: str) -> None:
             assert case.hint in got[6]  # the hint is part of the error's text
 
 
+@pytest.fixture(params=["grpc", "rest", "v2+grpc", "v2+rest"])
+def any_url(request: pytest.FixtureRequest, server: Any) -> str:
+    """Every transport, TF Serving's API and the Open Inference Protocol (V2)."""
+    url = str(server.grpc_url if request.param.endswith("grpc") else server.rest_url)
+    return "v2+" + url if request.param.startswith("v2") else url
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_both_clients_answer_alike(name: str, url: str) -> None:
+def test_both_clients_answer_alike(name: str, any_url: str) -> None:
     case = CASES[name]
-    assert outcome(run_sync, url, case) == outcome(run_async, url, case)
+    assert outcome(run_sync, any_url, case) == outcome(run_async, any_url, case)
+
+
+@pytest.mark.parametrize("scheme", ["v2+grpc", "v2+rest"])
+def test_v2_server_ready_alike(scheme: str, server: Any) -> None:
+    url = "v2+" + (server.grpc_url if scheme.endswith("grpc") else server.rest_url)
+    case = Case("server_ready")
+    assert outcome(run_sync, url, case) == outcome(run_async, url, case) == ("ok", True)
 
 
 @pytest.mark.parametrize("scheme", ["grpc", "http"])
@@ -218,12 +232,14 @@ def _pairs() -> list[tuple[Any, Any]]:
     from tfship.client.aio import AsyncClient
     from tfship.client.aio.grpc_transport import AsyncGrpcClient
     from tfship.client.aio.rest_transport import AsyncRestClient
+    from tfship.client.aio.v2_transport import AsyncV2GrpcClient, AsyncV2RestClient
     from tfship.client.batcher import AsyncBatcher, Batcher
     from tfship.client.grpc_transport import GrpcClient
     from tfship.client.rest_transport import RestClient
+    from tfship.client.v2_transport import V2GrpcClient, V2RestClient
 
     return [(Client, AsyncClient), (GrpcClient, AsyncGrpcClient), (RestClient, AsyncRestClient),
-            (Batcher, AsyncBatcher)]
+            (V2GrpcClient, AsyncV2GrpcClient), (V2RestClient, AsyncV2RestClient), (Batcher, AsyncBatcher)]
 
 
 #: The asyncio spelling of a blocking name.
@@ -241,7 +257,7 @@ def _public(cls: type) -> dict[str, Any]:
 def _spelling(sig: inspect.Signature) -> str:
     """The signature as text, the asyncio names read as the blocking ones (AsyncClient -> Client)."""
     text = str(sig)
-    text = re.sub(r"\bAsync(Client|Batcher|GrpcClient|RestClient)\b", r"\1", text)
+    text = re.sub(r"\bAsync(Client|Batcher|GrpcClient|RestClient|V2GrpcClient|V2RestClient)\b", r"\1", text)
     return re.sub(r"\b[AT]\b", "Self", text)  # the TypeVar each class uses for `self`
 
 
