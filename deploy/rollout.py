@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tfship.deploy.history import SwapRecord
+from tfship.deploy.plan import Staged, SwapOptions
 from tfship.deploy.rollout_admin import ReplicaAdmin, RolloutUnsupported
 from tfship.deploy.rollout_plan import (
     DEFAULT_GATES,
@@ -49,7 +50,6 @@ from tfship.deploy.rollout_plan import (
     parse_gates,
     parse_steps,
 )
-from tfship.deploy.swap import SwapOptions, _Staged
 
 from tfship.durable import fsync_dir
 from tfship.errors import FailedPreconditionError, ServingError, SwapError, TfshipError
@@ -292,7 +292,7 @@ class _Rollout:
                             "wait until they agree (`tfship status`).")
         return defaults.pop() if defaults else None
 
-    def _load_candidate(self, client: Any, stable: int, staged: _Staged) -> dict[str, Any]:
+    def _load_candidate(self, client: Any, stable: int, staged: Staged) -> dict[str, Any]:
         entries, index = self.plan._config_entry()
         labels = dict(entries[index].version_labels)
         labels.pop(CANARY, None)
@@ -477,7 +477,7 @@ class _Rollout:
         live = self.plan.live_versions()
         if candidate not in live:
             return None
-        return self.plan._set_aside(_Staged(candidate, live[candidate], live=True))
+        return self.plan._set_aside(Staged(candidate, live[candidate], live=True))
 
     def _pause(self) -> None:
         self.emit("interrupted: every replica back to stable only; resume with --resume or roll back with --abort")
