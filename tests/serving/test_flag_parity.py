@@ -33,7 +33,7 @@ UPSTREAM_ORDER = [
     "enable_grpc_healthcheck_service", "enable_serialization_as_tensor_content",
 ]
 #: tfship's own flags, after upstream's.
-TFSHIP_ONLY = ["rest_api_max_request_bytes", "host"]
+TFSHIP_ONLY = ["rest_api_max_request_bytes", "host", "enable_rollout_admin"]
 #: server.h's C++ types (tensorflow::int32 / int64_t / float / bool / string).
 UPSTREAM_INT64 = {"load_retry_interval_micros", "tensorflow_session_parallelism",
                   "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"}
