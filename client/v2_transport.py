@@ -195,7 +195,21 @@ def grpc_ready_request(name: str, version: str) -> bytes:
     return pb.ModelReadyRequest(name=name, version=version).SerializeToString()  # type: ignore[no-any-return]
 
 
-class V2GrpcClient(Client):
+class _V2Client(Client):
+    """What both V2 transports answer alike: the protocol has no Classify, Regress or reload."""
+
+    def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
+                  timeout: float | None) -> ClassifyResult:
+        raise unsupported("Classify", self.url)
+
+    def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any, timeout: float | None) -> np.ndarray:
+        raise unsupported("Regress", self.url)
+
+    def _reload_config(self, config: str, timeout: float | None) -> None:
+        raise reload_unsupported(self.url)
+
+
+class V2GrpcClient(_V2Client):
     """Client over the V2 gRPC service (``v2+grpc://host:port``, ``v2+grpcs://`` for TLS)."""
 
     transport = "v2-grpc"
@@ -219,16 +233,6 @@ class V2GrpcClient(Client):
                  timeout: float | None) -> tuple[dict[str, np.ndarray], int | None]:
         request = v2.request_to_proto(infer_request(ref, inputs, output_filter))
         return prediction(v2.response_from_proto(self._invoke("ModelInfer", request, timeout, ref)))
-
-    def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
-                  timeout: float | None) -> ClassifyResult:
-        raise unsupported("Classify", self.url)
-
-    def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any, timeout: float | None) -> np.ndarray:
-        raise unsupported("Regress", self.url)
-
-    def _reload_config(self, config: str, timeout: float | None) -> None:
-        raise reload_unsupported(self.url)
 
     def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
         return grpc_metadata(self._invoke("ModelMetadata", grpc_metadata_request(ref), timeout, ref), ref)
@@ -254,7 +258,7 @@ class V2GrpcClient(Client):
         self._channel.close()
 
 
-class V2RestClient(Client):
+class V2RestClient(_V2Client):
     """Client over the V2 REST API (``v2+http://host:port``, ``v2+https://``)."""
 
     transport = "v2-rest"
@@ -282,16 +286,6 @@ class V2RestClient(Client):
                  timeout: float | None) -> tuple[dict[str, np.ndarray], int | None]:
         body, headers = infer_body(ref, inputs, output_filter, self.config.v2_binary_data)
         return infer_answer(self._send("POST", model_path(ref) + "/infer", ref, timeout, body, headers), ref)
-
-    def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
-                  timeout: float | None) -> ClassifyResult:
-        raise unsupported("Classify", self.url)
-
-    def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any, timeout: float | None) -> np.ndarray:
-        raise unsupported("Regress", self.url)
-
-    def _reload_config(self, config: str, timeout: float | None) -> None:
-        raise reload_unsupported(self.url)
 
     def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
         doc = read_answer(self._send("GET", model_path(ref), ref, timeout), ref)

@@ -42,7 +42,22 @@ from tfship.wire.protos import open_inference_pb2 as pb
 __all__ = ["AsyncV2GrpcClient", "AsyncV2RestClient"]
 
 
-class AsyncV2GrpcClient(AsyncClient):
+class _AsyncV2Client(AsyncClient):
+    """What both V2 transports answer alike: the protocol has no Classify, Regress or reload."""
+
+    async def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
+                        timeout: float | None) -> ClassifyResult:
+        raise unsupported("Classify", self.url)
+
+    async def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any,
+                       timeout: float | None) -> np.ndarray:
+        raise unsupported("Regress", self.url)
+
+    async def _reload_config(self, config: str, timeout: float | None) -> None:
+        raise reload_unsupported(self.url)
+
+
+class AsyncV2GrpcClient(_AsyncV2Client):
     """Asyncio client over the V2 gRPC service (``v2+grpc://host:port``)."""
 
     transport = "v2-grpc"
@@ -66,17 +81,6 @@ class AsyncV2GrpcClient(AsyncClient):
                        timeout: float | None) -> tuple[dict[str, np.ndarray], int | None]:
         request = v2.request_to_proto(infer_request(ref, inputs, output_filter))
         return prediction(v2.response_from_proto(await self._invoke("ModelInfer", request, timeout, ref)))
-
-    async def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
-                        timeout: float | None) -> ClassifyResult:
-        raise unsupported("Classify", self.url)
-
-    async def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any,
-                       timeout: float | None) -> np.ndarray:
-        raise unsupported("Regress", self.url)
-
-    async def _reload_config(self, config: str, timeout: float | None) -> None:
-        raise reload_unsupported(self.url)
 
     async def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
         return grpc_metadata(await self._invoke("ModelMetadata", grpc_metadata_request(ref), timeout, ref), ref)
@@ -103,7 +107,7 @@ class AsyncV2GrpcClient(AsyncClient):
         await self._channel.close()
 
 
-class AsyncV2RestClient(AsyncClient):
+class AsyncV2RestClient(_AsyncV2Client):
     """Asyncio client over the V2 REST API (``v2+http://host:port``)."""
 
     transport = "v2-rest"
@@ -131,17 +135,6 @@ class AsyncV2RestClient(AsyncClient):
                        timeout: float | None) -> tuple[dict[str, np.ndarray], int | None]:
         body, headers = infer_body(ref, inputs, output_filter, self.config.v2_binary_data)
         return infer_answer(await self._send("POST", model_path(ref) + "/infer", ref, timeout, body, headers), ref)
-
-    async def _classify(self, ref: ModelRef, examples: Sequence[Any], context: Any,
-                        timeout: float | None) -> ClassifyResult:
-        raise unsupported("Classify", self.url)
-
-    async def _regress(self, ref: ModelRef, examples: Sequence[Any], context: Any,
-                       timeout: float | None) -> np.ndarray:
-        raise unsupported("Regress", self.url)
-
-    async def _reload_config(self, config: str, timeout: float | None) -> None:
-        raise reload_unsupported(self.url)
 
     async def _metadata(self, ref: ModelRef, timeout: float | None) -> ModelMetadata:
         doc = read_answer(await self._send("GET", model_path(ref), ref, timeout), ref)
